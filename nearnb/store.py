@@ -1,0 +1,296 @@
+"""SQLite store shared by the kernel, the CLI and the hub.
+
+One file, ``$NEARNB_HOME/nearnb.db``, in WAL mode so a hub process can read a
+run's event log while a notebook kernel is still writing it. It holds threads,
+messages, runs and each run's full event log in sequence order; the log is
+what the hub replays. Logs of finished runs expire (default 24 h); messages
+are kept.
+
+Objects are stored as their OpenAI JSON plus the few columns that queries
+need, so what goes in is exactly what comes out.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Literal
+
+from .config import home
+from .events import Event, Message, Run, Thread, new_id, now
+
+DEFAULT_EVENT_TTL = 24 * 3600.0
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS threads (
+    id TEXT PRIMARY KEY,
+    created_at INTEGER NOT NULL,
+    obj TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS messages (
+    n INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT UNIQUE NOT NULL,
+    thread_id TEXT NOT NULL,
+    run_id TEXT,
+    obj TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS messages_thread ON messages (thread_id, n);
+CREATE TABLE IF NOT EXISTS runs (
+    n INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT UNIQUE NOT NULL,
+    thread_id TEXT NOT NULL,
+    status TEXT NOT NULL,
+    ended_at REAL,
+    obj TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS runs_thread ON runs (thread_id, n);
+CREATE TABLE IF NOT EXISTS events (
+    run_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    event TEXT NOT NULL,
+    data TEXT NOT NULL,
+    thread_id TEXT NOT NULL,
+    at REAL NOT NULL,
+    PRIMARY KEY (run_id, seq)
+) WITHOUT ROWID;
+"""
+
+
+class StoreError(LookupError):
+    """An object the caller named does not exist (message names which)."""
+
+
+class Store:
+    """Threads, messages, runs and event logs in one SQLite file.
+
+    Safe to share between threads (one connection behind a lock); several
+    processes may open the same file (WAL, busy timeout).
+    """
+
+    def __init__(self, path: str | Path | None = None, *, event_ttl: float = DEFAULT_EVENT_TTL):
+        self.path = Path(path) if path is not None else home() / "nearnb.db"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.event_ttl = event_ttl
+        self._lock = threading.RLock()
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA busy_timeout=10000")
+        with self._tx() as db:
+            db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def _query(self, sql: str, args: tuple = ()) -> list[tuple]:
+        with self._lock:
+            return self._db.execute(sql, args).fetchall()
+
+    # ------------------------------------------------------------------ threads
+
+    def create_thread(self, metadata: dict[str, str] | None = None) -> Thread:
+        thread = Thread(id=new_id("thread"), created_at=now(), metadata=metadata or {})
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO threads (id, created_at, obj) VALUES (?, ?, ?)",
+                (thread.id, thread.created_at, thread.model_dump_json()),
+            )
+        return thread
+
+    def get_thread(self, thread_id: str) -> Thread | None:
+        rows = self._query("SELECT obj FROM threads WHERE id = ?", (thread_id,))
+        return Thread.model_validate_json(rows[0][0]) if rows else None
+
+    def require_thread(self, thread_id: str) -> Thread:
+        thread = self.get_thread(thread_id)
+        if thread is None:
+            raise StoreError(f"thread not found: {thread_id}")
+        return thread
+
+    def thread_dir(self, thread_id: str) -> Path:
+        """The folder holding a thread's files (``env.read_file`` / ``write_file``)."""
+        path = self.path.parent / "threads" / thread_id / "files"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    # ----------------------------------------------------------------- messages
+
+    def save_message(self, message: Message) -> Message:
+        """Insert or update a message (same id keeps its place in the thread)."""
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO messages (id, thread_id, run_id, obj) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT(id) DO UPDATE SET obj = excluded.obj, run_id = excluded.run_id",
+                (message.id, message.thread_id, message.run_id, message.model_dump_json()),
+            )
+        return message
+
+    def get_message(self, message_id: str) -> Message | None:
+        rows = self._query("SELECT obj FROM messages WHERE id = ?", (message_id,))
+        return Message.model_validate_json(rows[0][0]) if rows else None
+
+    def list_messages(
+        self,
+        thread_id: str,
+        *,
+        limit: int | None = None,
+        order: Literal["asc", "desc"] = "asc",
+        after: str | None = None,
+        before: str | None = None,
+        run_id: str | None = None,
+    ) -> list[Message]:
+        """Messages of a thread, with OpenAI's cursor semantics for after/before."""
+        if order not in ("asc", "desc"):
+            raise ValueError(f"order must be 'asc' or 'desc', not {order!r}")
+        where, args = ["thread_id = ?"], [thread_id]
+        for cursor, op_asc, op_desc in ((after, ">", "<"), (before, "<", ">")):
+            if cursor is None:
+                continue
+            rows = self._query("SELECT n FROM messages WHERE id = ?", (cursor,))
+            if not rows:
+                raise StoreError(f"message not found: {cursor}")
+            where.append(f"n {op_asc if order == 'asc' else op_desc} ?")
+            args.append(rows[0][0])
+        if run_id is not None:
+            where.append("run_id = ?")
+            args.append(run_id)
+        sql = f"SELECT obj FROM messages WHERE {' AND '.join(where)} ORDER BY n {order.upper()}"
+        if limit is not None:
+            sql += " LIMIT ?"
+            args.append(int(limit))
+        return [Message.model_validate_json(row[0]) for row in self._query(sql, tuple(args))]
+
+    # --------------------------------------------------------------------- runs
+
+    def save_run(self, run: Run) -> Run:
+        ended = time.time() if run.status in ("completed", "failed", "cancelled", "expired",
+                                              "incomplete") else None
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO runs (id, thread_id, status, ended_at, obj) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT(id) DO UPDATE SET status = excluded.status, "
+                "ended_at = excluded.ended_at, obj = excluded.obj",
+                (run.id, run.thread_id, run.status, ended, run.model_dump_json()),
+            )
+        return run
+
+    def get_run(self, run_id: str) -> Run | None:
+        rows = self._query("SELECT obj FROM runs WHERE id = ?", (run_id,))
+        return Run.model_validate_json(rows[0][0]) if rows else None
+
+    def list_runs(self, thread_id: str) -> list[Run]:
+        rows = self._query("SELECT obj FROM runs WHERE thread_id = ? ORDER BY n", (thread_id,))
+        return [Run.model_validate_json(row[0]) for row in rows]
+
+    # ------------------------------------------------------------------- events
+
+    def append_events(self, events: list[Event]) -> None:
+        """Append to run event logs; a duplicate (run_id, seq) is an error."""
+        if not events:
+            return
+        rows = [
+            (e.run_id, e.seq, e.event, json.dumps(e.data, separators=(",", ":")), e.thread_id, e.at)
+            for e in events
+        ]
+        with self._tx() as db:
+            db.executemany(
+                "INSERT INTO events (run_id, seq, event, data, thread_id, at) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+
+    def events(self, run_id: str, *, after: int = 0, limit: int | None = None) -> list[Event]:
+        """A run's logged events with ``seq > after``, in order."""
+        sql = "SELECT seq, event, data, thread_id, at FROM events WHERE run_id = ? AND seq > ? ORDER BY seq"
+        args: tuple = (run_id, after)
+        if limit is not None:
+            sql += " LIMIT ?"
+            args += (int(limit),)
+        return [
+            Event.model_construct(
+                seq=seq, event=name, data=json.loads(data), run_id=run_id, thread_id=tid, at=at
+            )
+            for seq, name, data, tid, at in self._query(sql, args)
+        ]
+
+    def expire_events(self, *, older_than: float | None = None, at: float | None = None) -> int:
+        """Drop event logs of runs that ended more than ``older_than`` s ago.
+
+        Messages and run objects stay; only the replayable log goes.
+        Returns the number of events deleted.
+        """
+        ttl = self.event_ttl if older_than is None else older_than
+        cutoff = (time.time() if at is None else at) - ttl
+        with self._tx() as db:
+            cur = db.execute(
+                "DELETE FROM events WHERE run_id IN "
+                "(SELECT id FROM runs WHERE ended_at IS NOT NULL AND ended_at <= ?)",
+                (cutoff,),
+            )
+            return cur.rowcount
+
+
+class EventWriter:
+    """A run sink that appends events to the store in small batches.
+
+    Writing each delta in its own transaction would cost more than producing
+    it, so deltas are buffered and written at most ``interval`` seconds late
+    (a background flusher covers a stream that pauses); every other event
+    flushes at once, so run and message boundaries are durable immediately.
+    """
+
+    def __init__(self, store: Store, *, interval: float = 0.05, max_batch: int = 512):
+        self.store = store
+        self.interval = interval
+        self.max_batch = max_batch
+        self._buffer: list[Event] = []
+        self._lock = threading.Lock()
+        self._last_flush = time.monotonic()
+        self._closed = threading.Event()
+        self._flusher = threading.Thread(target=self._flush_loop, name="nearnb-events", daemon=True)
+        self._flusher.start()
+
+    def __call__(self, event: Event) -> None:
+        with self._lock:
+            self._buffer.append(event)
+            urgent = (
+                event.event != "thread.message.delta"
+                or len(self._buffer) >= self.max_batch
+                or time.monotonic() - self._last_flush >= self.interval
+            )
+        if urgent:
+            self.flush()
+
+    def flush(self) -> None:
+        with self._lock:
+            batch, self._buffer = self._buffer, []
+            self._last_flush = time.monotonic()
+            # Written under the lock so batches reach the log in seq order.
+            self.store.append_events(batch)
+
+    def close(self) -> None:
+        self._closed.set()
+        self._flusher.join(timeout=5)
+        self.flush()
+
+    def _flush_loop(self) -> None:
+        while not self._closed.wait(self.interval):
+            if self._buffer:
+                self.flush()

@@ -1,0 +1,29 @@
+"""Shared fixtures: every test gets its own NEARNB_HOME and no provider keys."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "examples"
+
+# Provider credentials a developer may have exported must never reach a test:
+# tests talk only to 127.0.0.1, and the fallback path must be exercised.
+_KEY_VARS = ("OPENAI_API_KEY", "FIREWORKS_API_KEY", "NEARAI_API_KEY", "NEARNB_API_KEY")
+
+
+@pytest.fixture(autouse=True)
+def nearnb_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A fresh, private ``$NEARNB_HOME`` per test."""
+    home = tmp_path_factory.mktemp("nearnb-home")
+    monkeypatch.setenv("NEARNB_HOME", str(home))
+    for var in _KEY_VARS:
+        monkeypatch.delenv(var, raising=False)
+    for var in list(os.environ):
+        if var.startswith("NEARNB_PROVIDER_") or var in ("NEARNB_FALLBACK", "NEARNB_DISPLAY"):
+            monkeypatch.delenv(var, raising=False)
+    yield home

@@ -73,7 +73,9 @@ MessageEventName = Literal[
     "thread.message.completed",
     "thread.message.incomplete",
 ]
-EventName = Literal[RunEventName, StepEventName, MessageEventName, "thread.created", "error", "done"]
+EventName = Literal[
+    RunEventName, StepEventName, MessageEventName, "thread.created", "error", "done"
+]
 
 EVENT_NAMES: frozenset[str] = frozenset(
     name for group in get_args(EventName) for name in (get_args(group) or (group,))
@@ -274,7 +276,9 @@ class MessageDeltaEvent(_Model):
     @property
     def text(self) -> str:
         return "".join(
-            block.text.value for block in self.delta.content or () if block.text and block.text.value
+            block.text.value
+            for block in self.delta.content or ()
+            if block.text and block.text.value
         )
 
 

@@ -81,8 +81,8 @@ class Store:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA busy_timeout=10000")
-        with self._tx() as db:
-            db.executescript(_SCHEMA)
+        with self._lock:
+            self._db.executescript(_SCHEMA)  # executescript manages its own transaction
 
     def close(self) -> None:
         with self._lock:
@@ -180,8 +180,11 @@ class Store:
     # --------------------------------------------------------------------- runs
 
     def save_run(self, run: Run) -> Run:
-        ended = time.time() if run.status in ("completed", "failed", "cancelled", "expired",
-                                              "incomplete") else None
+        ended = (
+            time.time()
+            if run.status in ("completed", "failed", "cancelled", "expired", "incomplete")
+            else None
+        )
         with self._tx() as db:
             db.execute(
                 "INSERT INTO runs (id, thread_id, status, ended_at, obj) VALUES (?, ?, ?, ?, ?) "
@@ -218,7 +221,10 @@ class Store:
 
     def events(self, run_id: str, *, after: int = 0, limit: int | None = None) -> list[Event]:
         """A run's logged events with ``seq > after``, in order."""
-        sql = "SELECT seq, event, data, thread_id, at FROM events WHERE run_id = ? AND seq > ? ORDER BY seq"
+        sql = (
+            "SELECT seq, event, data, thread_id, at FROM events "
+            "WHERE run_id = ? AND seq > ? ORDER BY seq"
+        )
         args: tuple = (run_id, after)
         if limit is not None:
             sql += " LIMIT ?"

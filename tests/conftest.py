@@ -17,7 +17,9 @@ _KEY_VARS = ("OPENAI_API_KEY", "FIREWORKS_API_KEY", "NEARAI_API_KEY", "NEARNB_AP
 
 
 @pytest.fixture(autouse=True)
-def nearnb_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+def nearnb_home(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Path]:
     """A fresh, private ``$NEARNB_HOME`` per test."""
     home = tmp_path_factory.mktemp("nearnb-home")
     monkeypatch.setenv("NEARNB_HOME", str(home))

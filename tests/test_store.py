@@ -1,0 +1,134 @@
+"""The SQLite store, on real files."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from nearnb.events import Event, Message, Run, message_delta, new_id, text_content
+from nearnb.store import EventWriter, Store, StoreError
+
+
+def make_message(tid: str, text: str, **kw: object) -> Message:
+    return Message(
+        id=new_id("msg"), created_at=1, thread_id=tid, role="user", content=text_content(text), **kw
+    )
+
+
+def test_store_is_a_wal_sqlite_file_under_nearnb_home(nearnb_home: Path) -> None:
+    store = Store()
+    assert store.path == nearnb_home / "nearnb.db" and store.path.exists()
+    mode = sqlite3.connect(store.path).execute("PRAGMA journal_mode").fetchone()[0]
+    assert mode == "wal"
+
+
+def test_threads_and_message_paging(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s.db")
+    thread = store.create_thread({"k": "v"})
+    assert store.get_thread(thread.id) == thread
+    msgs = [store.save_message(make_message(thread.id, f"m{i}")) for i in range(5)]
+    assert [m.text for m in store.list_messages(thread.id)] == [f"m{i}" for i in range(5)]
+    assert [m.text for m in store.list_messages(thread.id, order="desc", limit=2)] == ["m4", "m3"]
+    assert [m.text for m in store.list_messages(thread.id, after=msgs[1].id, limit=2)] == [
+        "m2",
+        "m3",
+    ]
+    assert [m.text for m in store.list_messages(thread.id, before=msgs[2].id)] == ["m0", "m1"]
+    assert [m.text for m in store.list_messages(thread.id, order="desc", after=msgs[2].id)] == [
+        "m1",
+        "m0",
+    ]
+    with pytest.raises(StoreError, match="message not found"):
+        store.list_messages(thread.id, after="msg_nope")
+    with pytest.raises(StoreError, match="thread not found"):
+        store.require_thread("thread_nope")
+
+
+def test_updating_a_message_keeps_its_place(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s.db")
+    tid = store.create_thread().id
+    first = store.save_message(make_message(tid, "a"))
+    store.save_message(make_message(tid, "b"))
+    store.save_message(first.model_copy(update={"content": text_content("a2")}))
+    assert [m.text for m in store.list_messages(tid)] == ["a2", "b"]
+
+
+def test_event_log_round_trip_and_expiry(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s.db")
+    tid = store.create_thread().id
+    run = Run(id=new_id("run"), created_at=1, thread_id=tid, assistant_id="a")
+    store.save_run(run)
+    events = [
+        Event(
+            seq=i,
+            event="thread.message.delta",
+            data=message_delta("m", str(i)),
+            run_id=run.id,
+            thread_id=tid,
+        )
+        for i in range(1, 11)
+    ]
+    store.append_events(events)
+    assert [e.seq for e in store.events(run.id, after=7)] == [8, 9, 10]
+    assert store.events(run.id)[0].data == events[0].data
+    with pytest.raises(sqlite3.IntegrityError):
+        store.append_events(events[:1])  # seq is unique per run
+    assert store.expire_events(older_than=0) == 0  # run still going: kept
+    store.save_run(run.model_copy(update={"status": "completed"}))
+    assert store.expire_events(at=time.time() + 10, older_than=60) == 0  # not old enough
+    assert store.expire_events(at=time.time() + 100, older_than=60) == 10
+    assert store.events(run.id) == [] and store.get_run(run.id).status == "completed"
+
+
+def test_two_processes_share_the_file(tmp_path: Path) -> None:
+    """A hub opens the same file while a kernel writes it (WAL)."""
+    path = tmp_path / "s.db"
+    writer, reader = Store(path), Store(path)
+    tid = writer.create_thread().id
+    writer.save_message(make_message(tid, "hello"))
+    assert [m.text for m in reader.list_messages(tid)] == ["hello"]
+
+
+def test_event_writer_batches_deltas_but_flushes_boundaries(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s.db")
+    writer = EventWriter(store, interval=10.0)  # no time-based flush during the test
+    e = lambda seq, name: Event(seq=seq, event=name, data={}, run_id="run_1", thread_id="t")  # noqa: E731
+    writer(e(1, "thread.run.created"))
+    assert len(store.events("run_1")) == 1  # boundary events are durable at once
+    for seq in range(2, 6):
+        writer(e(seq, "thread.message.delta"))
+    assert len(store.events("run_1")) == 1  # deltas are buffered
+    writer(e(6, "thread.message.completed"))
+    assert [x.seq for x in store.events("run_1")] == [1, 2, 3, 4, 5, 6]
+    writer.close()
+
+
+def test_event_writer_flushes_a_paused_stream(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s.db")
+    writer = EventWriter(store, interval=0.02)
+    writer(Event(seq=1, event="thread.message.delta", data={}, run_id="run_1", thread_id="t"))
+    deadline = time.time() + 5
+    while not store.events("run_1") and time.time() < deadline:
+        time.sleep(0.01)
+    assert len(store.events("run_1")) == 1
+    writer.close()
+
+
+def test_store_is_thread_safe(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s.db")
+    tid = store.create_thread().id
+    threads = [
+        threading.Thread(
+            target=lambda: [store.save_message(make_message(tid, "x")) for _ in range(50)]
+        )
+        for _ in range(4)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(store.list_messages(tid)) == 200

@@ -1,0 +1,91 @@
+"""``nearnb hub`` and ``nearnb attach``: argument parsing only; behaviour is in server/client.
+
+``nearnb/cli.py`` calls :func:`add_hub_commands` with its subparsers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any
+
+from .server import DEFAULT_HOST, DEFAULT_PORT
+
+TOKEN_ENV = "NEARNB_HUB_TOKEN"
+
+
+def add_hub_commands(commands: Any) -> None:
+    """Register ``hub`` and ``attach`` on an ``add_subparsers()`` object."""
+    hub = commands.add_parser(
+        "hub", help="serve threads, runs and their SSE streams (OpenAI Assistants API)"
+    )
+    hub.add_argument(
+        "--host", default=DEFAULT_HOST, help=f"address to bind (default {DEFAULT_HOST})"
+    )
+    hub.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"default {DEFAULT_PORT}")
+    hub.add_argument("--agents", metavar="DIR", help="folder of agents that runs may name")
+    hub.add_argument(
+        "--token",
+        default=os.environ.get(TOKEN_ENV),
+        help=f"require 'Authorization: Bearer TOKEN' (default ${TOKEN_ENV}); "
+        "needed to bind a non-loopback address",
+    )
+    hub.set_defaults(func=_cmd_hub)
+
+    attach = commands.add_parser("attach", help="follow or replay a run from a hub")
+    attach.add_argument(
+        "url", help="…/v1/threads/<tid>/stream/<rid>, or a hub URL with --thread/--run"
+    )
+    attach.add_argument("--thread", metavar="ID")
+    attach.add_argument("--run", metavar="ID")
+    attach.add_argument("--token", default=os.environ.get(TOKEN_ENV))
+    attach.add_argument(
+        "--speed", type=float, help="replay a finished run at this speed (1 = original pace)"
+    )
+    attach.set_defaults(func=_cmd_attach)
+
+
+def _cmd_hub(args: argparse.Namespace) -> int:
+    from .server import HubError, serve
+
+    try:
+        serve(args.host, args.port, args.agents, args.token)
+    except HubError as exc:
+        print(f"nearnb hub: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _cmd_attach(args: argparse.Namespace) -> int:
+    from .client import AttachError, attach
+
+    renderer: Any = None
+    try:
+        from ..view.terminal import TerminalRenderer
+
+        renderer = TerminalRenderer(stream=sys.stdout)
+    except ImportError:
+        pass
+    try:
+        result = attach(
+            args.url,
+            thread_id=args.thread,
+            run_id=args.run,
+            token=args.token,
+            speed=args.speed,
+            display=renderer,
+        )
+    except (AttachError, ValueError) as exc:
+        print(f"nearnb attach: {exc}", file=sys.stderr)
+        return 2
+    if renderer is None:
+        for message in result.messages:
+            print(message.text, end="\n\n")
+    if result.status == "completed":
+        return 0
+    print(
+        f"nearnb attach: run {result.run_id} {result.status}: {result.error or ''}".rstrip(),
+        file=sys.stderr,
+    )
+    return 1

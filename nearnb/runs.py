@@ -116,6 +116,13 @@ class RunResult:
         )
 
 
+def _deliver(callback: EventCallback, event: Event) -> None:
+    try:
+        callback(event)
+    except Exception:  # a broken view must not break the run
+        logger.exception("nearnb: event subscriber %r failed", callback)
+
+
 class RunContext:
     """The run as the Environment and StreamHandlers see it. Thread-safe."""
 
@@ -179,10 +186,7 @@ class RunContext:
             self._writer(event)
             self.state.apply(event)
             for callback in self._subscribers:
-                try:
-                    callback(event)
-                except Exception:  # a broken view must not break the run
-                    logger.exception("nearnb: event subscriber %r failed", callback)
+                _deliver(callback, event)
             return event
 
     def subscribe(self, callback: EventCallback, *, replay: bool = True) -> None:
@@ -190,11 +194,11 @@ class RunContext:
         with self._lock:
             if replay:
                 for event in self.events:
-                    callback(event)
+                    _deliver(callback, event)
             self._subscribers.append(callback)
 
     def _set_status(self, status: str, **fields: Any) -> None:
-        self.run = self.run.model_copy(update={"status": status, **fields})
+        self.run = Run.model_validate({**self.run.model_dump(), "status": status, **fields})
         self.store.save_run(self.run)
         self.emit(f"thread.run.{status}", self.run.model_dump(mode="json"))
 
@@ -409,8 +413,13 @@ class RunHandle:
         is stuck in a call that cannot see the cancel flag, the run is marked
         cancelled after ``grace`` seconds and its late events are dropped.
         """
+        deadline = None if timeout is None else time.monotonic() + timeout
         try:
-            self._ctx.finished.wait(timeout)
+            # Short waits in a loop: the main thread then runs Python code often
+            # enough for any interrupt (signal or simulated) to land promptly.
+            while not self._ctx.finished.wait(0.1):
+                if deadline is not None and time.monotonic() >= deadline:
+                    break
         except KeyboardInterrupt:
             self.cancel("interrupted")
             if not self._ctx.finished.wait(grace):

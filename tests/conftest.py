@@ -26,6 +26,10 @@ def nearnb_home(
     for var in _KEY_VARS:
         monkeypatch.delenv(var, raising=False)
     for var in list(os.environ):
-        if var.startswith("NEARNB_PROVIDER_") or var in ("NEARNB_FALLBACK", "NEARNB_DISPLAY"):
+        if var.startswith("NEARNB_PROVIDER") or var in (
+            "NEARNB_FALLBACK",
+            "NEARNB_DISPLAY",
+            "NEARNB_MODEL",
+        ):
             monkeypatch.delenv(var, raising=False)
     yield home

@@ -20,8 +20,17 @@ if TYPE_CHECKING:  # openai is imported lazily: it costs ~0.5 s at import time
 class ProviderError(RuntimeError):
     """A provider could not be used or failed; the message names which and why.
 
-    Never contains a credential.
+    Never contains a credential. ``provider`` names the provider when known and ``status`` is the
+    HTTP status when there was one (401, 429, 500 ...), so callers can react without parsing the
+    message (e.g. a run may retry on 429 but not on 401).
     """
+
+    def __init__(
+        self, message: str, *, provider: str | None = None, status: int | None = None
+    ) -> None:
+        super().__init__(message)
+        self.provider = provider
+        self.status = status
 
 
 class ChunkStream(Protocol):
@@ -46,9 +55,7 @@ class Provider(Protocol):
         """One non-streamed completion. ``params``: temperature, max_tokens, tools, ..."""
         ...
 
-    def stream(
-        self, messages: list[dict[str, Any]], *, model: str, **params: Any
-    ) -> ChunkStream:
+    def stream(self, messages: list[dict[str, Any]], *, model: str, **params: Any) -> ChunkStream:
         """A streamed completion: ``ChatCompletionChunk`` objects as they arrive."""
         ...
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio.to_thread
-from sse_starlette import EventSourceResponse, ServerSentEvent
+from sse_starlette import EventSourceResponse
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -48,7 +48,7 @@ from .errors import (
 )
 from .guard import Guard
 from .schemas import MessageIn, RunIn, ThreadIn
-from .sse import FRAMINGS, KEEPALIVE_SECONDS
+from .sse import FRAMINGS, KEEPALIVE_SECONDS, Keepalive
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
@@ -327,7 +327,7 @@ async def _stream(hub: Hub, run_id: str, after: int, framing: str) -> Response:
         headers=SSE_HEADERS,
         ping=hub.keepalive,
         sep="\n",
-        ping_message_factory=lambda: ServerSentEvent(comment="keepalive", sep="\n"),
+        ping_message_factory=Keepalive,
         send_timeout=60,
         client_close_handler_callable=_closer(subscription),
     )

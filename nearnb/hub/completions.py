@@ -17,12 +17,13 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio.to_thread
-from sse_starlette import EventSourceResponse, ServerSentEvent
+from sse_starlette import EventSourceResponse
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from .errors import ApiError, read_body, redact
 from .schemas import ChatIn
+from .sse import Keepalive
 
 _END = object()
 
@@ -70,7 +71,7 @@ async def chat_completions(request: Request) -> Response:
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         ping=hub.keepalive,
         sep="\n",
-        ping_message_factory=lambda: ServerSentEvent(comment="keepalive", sep="\n"),
+        ping_message_factory=Keepalive,
     )
 
 

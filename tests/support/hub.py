@@ -4,9 +4,14 @@ connections.
 
 Usage::
 
-    from tests.support.hub import hub, FakeRun, HubProcess, CuttingProxy   # hub: pytest fixture
+    from tests.support.hub import FakeRun, HubProcess, CuttingProxy, running_hub
 
-    def test_x(hub):                          # a HubServer on a free port, stopped afterwards
+    @pytest.fixture
+    def hub():
+        with running_hub() as server:         # a HubServer on a free port, stopped afterwards
+            yield server
+
+    def test_x(hub):
         run = FakeRun(deltas=50, interval=0.01).start()   # writes events from a thread
         url = f"{hub.url}/v1/threads/{run.thread_id}/stream/{run.run_id}"
 
@@ -23,10 +28,11 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
-import pytest
 
 from nearnb.events import Event, Message, Run, message_delta, new_id, now, text_content
 from nearnb.hub.server import HubServer
@@ -35,10 +41,14 @@ from nearnb.store import EventWriter, Store
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture
-def hub() -> Iterator[HubServer]:
-    """A hub (in this process, on a uvicorn thread) on a free loopback port."""
-    server = HubServer("127.0.0.1", 0)
+@contextmanager
+def running_hub(**kwargs: Any) -> Iterator[HubServer]:
+    """A hub (in this process, on a uvicorn thread) on a free loopback port.
+
+    Test modules wrap it in their own ``hub`` fixture (a fixture imported from
+    here would shadow the argument name, which ruff rightly flags).
+    """
+    server = HubServer("127.0.0.1", 0, **kwargs)
     server.start()
     try:
         yield server
@@ -104,7 +114,9 @@ class FakeRun:
     def _emit(self, name: str, data: object) -> None:
         self._seq += 1
         self._writer(
-            Event(seq=self._seq, event=name, data=data, run_id=self.run_id, thread_id=self.thread_id)
+            Event(
+                seq=self._seq, event=name, data=data, run_id=self.run_id, thread_id=self.thread_id
+            )
         )
         self.emitted = self._seq
 

@@ -132,6 +132,16 @@ def test_drop_mid_stream_raises_after_partial_chunks(srv: ScriptedOpenAI) -> Non
     assert_no_key(caught.value)
 
 
+def test_error_event_mid_stream(srv: ScriptedOpenAI) -> None:
+    srv.script(Reply.text("a", "b", "c", error_after=1, error_message=f"overloaded ({KEY})"))
+    received: list[str] = []
+    with pytest.raises(ProviderError, match="reported an error mid-stream: overloaded") as caught:
+        for chunk in provider(srv).stream(MESSAGES, model="m"):
+            received.append(chunk.choices[0].delta.content or "")
+    assert "".join(received) == "a"
+    assert_no_key(caught.value)
+
+
 def test_tool_call_deltas_pass_through(srv: ScriptedOpenAI) -> None:
     args = {"city": "Paris", "unit": "celsius"}
     srv.script(Reply.tool_call("weather", args, text=["Let me check."]))

@@ -28,7 +28,9 @@ Stream shape (what api.openai.com sends): a role chunk ``delta={"role": "assista
 per scripted piece, a final chunk with ``delta={}`` and ``finish_reason``, an optional usage chunk
 (when the request has ``stream_options.include_usage``), then ``data: [DONE]``. ``drop_after=N``
 sends the role chunk and N further chunks, then closes the TCP connection without ``[DONE]`` (the
-client sees an incomplete chunked body). When nothing is scripted, :attr:`ScriptedOpenAI.default`
+client sees an incomplete chunked body); ``error_after=N`` instead sends an OpenAI error event
+``data: {"error": {...}}`` there and ends the body (what OpenAI does on a mid-stream failure).
+When nothing is scripted, :attr:`ScriptedOpenAI.default`
 answers (``None`` -> HTTP 500 "no scripted reply left", which makes a forgotten script obvious).
 Streams without a per-chunk delay are written in batches, so 50,000 chunks take well under a
 second of server time.
@@ -84,6 +86,7 @@ class Reply:
     finish_reason: str | None = None  # None -> "tool_calls" if tool_calls else "stop"
     delay: float = 0.0  # seconds slept before each streamed chunk
     drop_after: int | None = None  # cut the connection after role chunk + N chunks
+    error_after: int | None = None  # send an error event after role chunk + N chunks
     status: int = 200
     error_message: str | None = None
     headers: dict[str, str] = field(default_factory=dict)
@@ -95,6 +98,8 @@ class Reply:
         *pieces: str,
         delay: float = 0.0,
         drop_after: int | None = None,
+        error_after: int | None = None,
+        error_message: str | None = None,
         finish_reason: str = "stop",
         model: str | None = None,
     ) -> Reply:
@@ -103,6 +108,8 @@ class Reply:
             pieces=tuple(pieces),
             delay=delay,
             drop_after=drop_after,
+            error_after=error_after,
+            error_message=error_message,
             finish_reason=finish_reason,
             model=model,
         )
@@ -396,12 +403,11 @@ async def _sse(reply: Reply, model: str, include_usage: bool) -> AsyncIterator[s
         content_event(d["content"]) if "content" in d else event(d) for d in _deltas(reply)
     )
     batch = [event({"role": "assistant", "content": ""})]
+    stop_at = reply.drop_after if reply.drop_after is not None else reply.error_after
     sent = 0
     for item in events:
-        if reply.drop_after is not None and sent >= reply.drop_after:
-            yield "".join(batch)
-            await asyncio.sleep(0.01)  # let the transport flush before the abort
-            raise _Drop("ScriptedOpenAI: connection dropped on purpose")
+        if stop_at is not None and sent >= stop_at:
+            break
         if reply.delay:
             if batch:
                 yield "".join(batch)
@@ -414,9 +420,14 @@ async def _sse(reply: Reply, model: str, include_usage: bool) -> AsyncIterator[s
                 yield "".join(batch)
                 batch = []
         sent += 1
-    if reply.drop_after is not None and sent >= reply.drop_after:
+    if stop_at is not None and sent >= stop_at:
+        if reply.drop_after is None:
+            message = reply.error_message or _ERROR_DEFAULTS[500][2]
+            error = {"message": message, "type": "server_error", "param": None, "code": None}
+            yield "".join(batch) + f"data: {json.dumps({'error': error})}\n\n"
+            return
         yield "".join(batch)
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(0.01)  # let the transport flush before the abort
         raise _Drop("ScriptedOpenAI: connection dropped on purpose")
     if reply.delay:
         await asyncio.sleep(reply.delay)

@@ -69,7 +69,7 @@ def test_legacy_frame_is_near_envelope_without_event_line() -> None:
 
 
 def test_done_frames_in_both_framings() -> None:
-    assert b"event: done\nat: 1.500000\ndata: [DONE]\n\n" in encode_event(DONE)
+    assert b"event: done\nat: 1.5\ndata: [DONE]\n\n" in encode_event(DONE)
     legacy = encode_event(DONE, "near")
     assert b'data: {"event":"done","data":"[DONE]"}' in legacy
     for raw in (encode_event(DONE), legacy):

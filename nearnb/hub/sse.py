@@ -66,7 +66,7 @@ def _json(data: Any) -> str:
 def encode_event(event: Event, framing: Framing = "official") -> bytes:
     """One event as an SSE frame (``done`` included)."""
     head = f"id: {event.seq}\n"
-    at = f"at: {event.at:.6f}\n"
+    at = f"at: {event.at!r}\n"  # repr: the float round-trips exactly
     if event.event == "done":
         if framing == "near":
             return f'{head}{at}data: {{"event":"done","data":"{DONE_DATA}"}}\n\n'.encode()

@@ -56,6 +56,28 @@ def running_hub(**kwargs: Any) -> Iterator[HubServer]:
         server.stop()
 
 
+@contextmanager
+def serve_app(app: Any) -> Iterator[str]:
+    """Any ASGI app on uvicorn on a free loopback port (e.g. a deliberately broken hub);
+    yields its base URL."""
+    import uvicorn
+
+    config = uvicorn.Config(app, log_level="critical", lifespan="off", timeout_graceful_shutdown=1)
+    server = uvicorn.Server(config)
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(5)
+        sock.close()
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

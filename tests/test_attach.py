@@ -1,0 +1,298 @@
+"""The attach client against real servers: a real hub, and a deliberately broken one.
+
+Every failure must read clearly and keep what arrived (``AttachError.result``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from nearnb.events import Event, message_delta
+from nearnb.hub.client import (
+    AttachError,
+    ConnectionLost,
+    RunNotFound,
+    StreamProtocolError,
+    Unauthorized,
+    attach,
+    attach_async,
+    stream_url,
+)
+from nearnb.hub.server import HubServer
+from nearnb.hub.sse import encode_event
+from tests.support.hub import CuttingProxy, FakeRun, HubProcess, running_hub, serve_app
+
+
+@pytest.fixture
+def hub() -> Iterator[HubServer]:
+    with running_hub() as server:
+        yield server
+
+
+def assert_complete(result, run: FakeRun) -> None:  # noqa: ANN001
+    assert result.status == "completed"
+    assert [e.seq for e in result.events] == list(range(1, run.total + 1))
+    assert result.deltas == run.deltas
+    assert result.text == run.text
+    assert (result.thread_id, result.run_id) == (run.thread_id, run.run_id)
+
+
+class Recorder:
+    """A renderer as nearnb.view makes them: called per event, then finish(result)."""
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+        self.finished = None
+
+    def __call__(self, event: Event) -> None:
+        self.events.append(event)
+
+    def finish(self, result) -> None:  # noqa: ANN001
+        self.finished = result
+
+
+# ----------------------------------------------------------------- happy paths
+
+
+def test_attach_follows_a_live_run_and_renders_every_event(hub: HubServer) -> None:
+    run = FakeRun(100, interval=0.005).start()
+    recorder = Recorder()
+    result = attach(hub.url + run.stream_path(), display=recorder)
+    assert_complete(result, run)
+    assert [e.seq for e in recorder.events] == [e.seq for e in result.events]
+    assert recorder.finished is result
+
+
+def test_attach_with_base_url_and_ids_and_legacy_framing(hub: HubServer) -> None:
+    run = FakeRun(20).complete()
+    assert_complete(attach(hub.url, thread_id=run.thread_id, run_id=run.run_id, display=None), run)
+    assert_complete(attach(hub.url + run.stream_path() + "?framing=near", display=None), run)
+
+
+def test_replay_speed(hub: HubServer) -> None:
+    run = FakeRun(40, interval=0.02).complete()  # ~0.8 s of original timing
+    span = run.store.events(run.run_id)[-1].at - run.store.events(run.run_id)[0].at
+    assert span > 0.7
+    timings = {}
+    for speed in (None, 4.0, 1.0):
+        started = time.monotonic()
+        result = attach(hub.url + run.stream_path(), speed=speed, display=None)
+        timings[speed] = time.monotonic() - started
+        assert_complete(result, run)
+        # the original emit times survive the wire (the ``at:`` field)
+        assert [e.at for e in result.events] == [e.at for e in run.store.events(run.run_id)]
+    assert timings[None] < span / 4
+    assert span / 4 * 0.9 <= timings[4.0] < span / 4 + 0.3
+    assert span * 0.9 <= timings[1.0] < span + 0.4
+
+
+def test_attach_async(hub: HubServer) -> None:
+    run = FakeRun(50, interval=0.002).start()
+    result = asyncio.run(attach_async(hub.url + run.stream_path(), display=None))
+    assert_complete(result, run)
+
+
+def test_stream_url_forms() -> None:
+    full = "http://h:1/v1/threads/thread_a/stream/run_b"
+    assert stream_url(full) == (full, "thread_a", "run_b")
+    assert stream_url("http://h:1", "thread_a", "run_b")[0] == full
+    assert stream_url("http://h:1/v1/", "thread_a", "run_b")[0] == full
+    with pytest.raises(ValueError, match="thread_id= and run_id="):
+        stream_url("http://h:1")
+    with pytest.raises(ValueError, match="not thread_x"):
+        stream_url(full, thread_id="thread_x")
+
+
+# -------------------------------------------------------------- reconnecting
+
+
+def test_cut_connection_resumes_with_last_event_id_every_delta_once(hub: HubServer) -> None:
+    run = FakeRun(300, interval=0.005).start()
+    recorder = Recorder()
+    with CuttingProxy(hub.port) as proxy:
+
+        def cut_later() -> None:
+            while run.emitted < 100:
+                time.sleep(0.005)
+            proxy.cut()
+
+        threading.Thread(target=cut_later, daemon=True).start()
+        result = attach(proxy.url + run.stream_path(), display=recorder)
+    assert_complete(result, run)
+    assert [e.seq for e in recorder.events] == list(range(1, run.total + 1))  # shown once each
+    assert len(proxy.requests) == 2
+    resumed_from = int(proxy.requests[1].split("Last-Event-ID: ")[1].split("\r\n")[0])
+    assert 0 < resumed_from < run.total
+
+
+def test_attach_survives_the_hub_being_restarted() -> None:
+    run = FakeRun(200, interval=0.01).start()
+    with HubProcess() as process:
+
+        def restart() -> None:
+            while run.emitted < 60:
+                time.sleep(0.005)
+            process.stop(kill=True)
+            time.sleep(0.3)
+            process.start()
+
+        restarter = threading.Thread(target=restart)
+        restarter.start()
+        result = attach(process.url + run.stream_path(), display=None)
+        restarter.join()
+    assert_complete(result, run)
+
+
+# ---------------------------------------------------------------- bad servers
+
+GOOD = [
+    Event(
+        seq=1,
+        event="thread.run.created",
+        data={"id": "run_b", "status": "queued", "assistant_id": "local/x/1", "model": "m"},
+        run_id="run_b",
+        thread_id="thread_a",
+    ),
+    Event(
+        seq=2,
+        event="thread.message.delta",
+        data=message_delta("msg_1", "kept "),
+        run_id="run_b",
+        thread_id="thread_a",
+    ),
+]
+GOOD_BYTES = b"".join(encode_event(e) for e in GOOD)
+BAD_TAILS = {
+    "malformed": b"event: thread.message.delta\n\n",
+    "nonjson": b"id: 3\nevent: thread.message.delta\ndata: {oops\n\n",
+    "unknown": b'id: 3\nevent: thread.run.exploded\ndata: {"id": "run_b"}\n\n',
+    "badid": b"id: three\nevent: thread.message.delta\ndata: {}\n\n",
+}
+
+
+def broken_hub() -> Starlette:
+    calls: dict[str, int] = {}
+
+    async def stream(request: Request) -> Response:
+        kind = request.path_params["rid"]
+        calls[kind] = calls.get(kind, 0) + 1
+        sse = "text/event-stream"
+        if kind in BAD_TAILS:
+            return Response(GOOD_BYTES + BAD_TAILS[kind], media_type=sse)
+        if kind == "wrongtype":
+            return JSONResponse({"object": "thread.run", "status": "completed"})
+        if kind == "auth":
+            return JSONResponse({"error": {"message": "bad token"}}, status_code=401)
+        if kind == "missing":
+            return JSONResponse({"error": {"message": "no such run"}}, status_code=404)
+        if kind == "crash":
+            return JSONResponse({"error": {"message": "database on fire"}}, status_code=500)
+        if kind == "dies":  # events, then the stream ends without done; then 500s
+            if calls[kind] == 1:
+                return Response(GOOD_BYTES, media_type=sse)
+            assert request.headers["last-event-id"] == "2"
+            return Response("upstream gone", status_code=503)
+        if kind == "near":  # NEAR's real hub: no ids, no done, never closes the stream
+
+            async def body() -> AsyncIterator[bytes]:
+                for e in GOOD:
+                    yield f"data: {json.dumps({'event': e.event, 'data': e.data})}\n\n".encode()
+                done = {"event": "thread.run.completed", "data": {"delta": {"status": "queued"}}}
+                yield f"data: {json.dumps(done)}\n\n".encode()
+                await asyncio.sleep(3600)
+
+            return StreamingResponse(body(), media_type=sse)
+        return Response(status_code=418)
+
+    return Starlette(routes=[Route("/v1/threads/{tid}/stream/{rid}", stream)])
+
+
+@pytest.fixture(scope="module")
+def broken() -> Iterator[str]:
+    with serve_app(broken_hub()) as url:
+        yield url
+
+
+def attach_broken(base: str, kind: str, **kwargs) -> None:  # noqa: ANN003
+    kwargs.setdefault("display", None)
+    attach(f"{base}/v1/threads/thread_a/stream/{kind}", **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("kind", "message"),
+    [
+        ("malformed", "event without data"),
+        ("nonjson", "not JSON"),
+        ("unknown", "unknown event name 'thread.run.exploded'"),
+        ("badid", "not a sequence number"),
+    ],
+)
+def test_bad_frames_fail_clearly_and_keep_what_arrived(
+    broken: str, kind: str, message: str
+) -> None:
+    recorder = Recorder()
+    with pytest.raises(StreamProtocolError, match=message) as info:
+        attach_broken(broken, kind, display=recorder)
+    result = info.value.result
+    assert [e.seq for e in result.events] == [1, 2] and result.text == "" and result.deltas == 1
+    assert message in result.error
+    assert recorder.finished is result  # the view shows what arrived, and the error
+
+
+@pytest.mark.parametrize(
+    ("kind", "error", "message"),
+    [
+        ("wrongtype", StreamProtocolError, "content type 'application/json'"),
+        ("auth", Unauthorized, "unauthorized: bad token"),
+        ("missing", RunNotFound, "run not found: missing (no such run)"),
+    ],
+)
+def test_http_errors_are_named_before_any_parsing_and_not_retried(
+    broken: str, kind: str, error: type[AttachError], message: str
+) -> None:
+    started = time.monotonic()
+    with pytest.raises(error, match=message.replace("(", r"\(").replace(")", r"\)")) as info:
+        attach_broken(broken, kind)
+    assert time.monotonic() - started < 0.5  # no retry
+    assert info.value.result.events == []
+
+
+def test_server_errors_are_retried_then_reported(broken: str) -> None:
+    with pytest.raises(ConnectionLost, match="hub error 500: database on fire"):
+        attach_broken(broken, "crash", max_retries=1)
+
+
+def test_stream_dying_keeps_the_events_that_arrived(broken: str) -> None:
+    with pytest.raises(ConnectionLost, match="hub error 503: upstream gone") as info:
+        attach_broken(broken, "dies", max_retries=1)
+    assert [e.seq for e in info.value.result.events] == [1, 2]
+    assert info.value.result.deltas == 1
+
+
+def test_near_hub_without_ids_or_done_ends_at_its_terminal_event(broken: str) -> None:
+    started = time.monotonic()
+    result = attach(f"{broken}/v1/threads/thread_a/stream/near", display=None)
+    assert time.monotonic() - started < 2
+    assert result.status == "completed" and result.deltas == 1
+    assert [e.event for e in result.events][-1] == "thread.run.completed"
+
+
+def test_real_hub_401_and_404() -> None:
+    run = FakeRun(1).complete()
+    with running_hub(token="tok-123456") as server:
+        with pytest.raises(Unauthorized, match="unauthorized"):
+            attach(server.url + run.stream_path(), display=None)
+        with pytest.raises(RunNotFound, match="run not found: run_nope"):
+            attach(server.url, thread_id=run.thread_id, run_id="run_nope", token="tok-123456")
+        result = attach(server.url + run.stream_path(), token="tok-123456", display=None)
+        assert result.status == "completed"

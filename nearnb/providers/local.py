@@ -14,9 +14,12 @@ Measured facts this module is built on (see the project's local-model notes):
 * llama.cpp defaults are wrong for us: ``n_ctx`` 512, ``n_threads`` cpu_count // 2 (one thread
   on two cores is ~30 % slower), ``max_tokens=None`` runs to the end of the context. Defaults:
   ``n_ctx=4096`` (``NEARNB_LOCAL_N_CTX``), threads = usable CPUs capped at 8
-  (``NEARNB_LOCAL_THREADS``; a 135M model gains nothing from more and oversubscription halves
-  speed), ``max_tokens`` 512, ``repeat_penalty`` 1.1 (SmolLM2 loops without it), and when the
-  caller gives none, ``temperature`` 0.2 / ``top_p`` 0.9 as SmolLM2's model card recommends.
+  (``NEARNB_LOCAL_THREADS``; a 135M model gains nothing from more), ``max_tokens`` 512,
+  ``repeat_penalty`` 1.1 (SmolLM2 loops without it), and when the caller gives none,
+  ``temperature`` 0.2 / ``top_p`` 0.9 as SmolLM2's model card recommends.
+* llama.cpp's threads spin at barriers, so they suffer when another process keeps a core busy:
+  on 2 cores with one busy-looping process, 2 threads fell from ~100 to ~25 tok/s while 1 thread
+  went from ~70 to ~55. On a loaded machine ``NEARNB_LOCAL_THREADS=1`` is the faster choice.
 
 Chunks are openai's own ``ChatCompletionChunk`` objects with ``model="smollm2"`` (not the file
 path), exactly like the HTTP provider's. ``tools`` are handed to llama.cpp, which renders them
@@ -253,8 +256,10 @@ class LocalProvider:
             llm.reset()
             try:
                 result = llm.create_chat_completion(_messages(messages), stream=False, **kwargs)
-            except ValueError as exc:  # e.g. prompt longer than the context window
-                raise ProviderError(f"local model: {exc}", provider="local") from None
+            except Exception as exc:  # e.g. ValueError: prompt longer than the context window
+                raise ProviderError(
+                    f"local model: {type(exc).__name__}: {exc}", provider="local"
+                ) from None
         try:
             return ChatCompletion.model_validate(result)
         except ValueError:

@@ -1,0 +1,111 @@
+"""A browser's EventSource (Debian's chromium via Playwright) on the hub's run stream.
+
+The page is opened on the hub's own origin, so EventSource needs no CORS; the run is written
+into the store while the browser listens.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from nearnb.hub.server import HubServer
+from tests.support.hub import FakeRun, running_hub
+
+CHROMIUM = Path("/usr/bin/chromium")
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian chromium is not installed"),
+]
+
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+]
+
+# Collects the deltas of one stream. ``closeOnTerminal``: what a well-behaved client does;
+# otherwise the browser reconnects when the stream ends, and the hub's 204 must stop it.
+LISTEN = """
+([path, closeOnTerminal]) => new Promise((resolve) => {
+  const seen = {names: [], ids: [], text: "", errors: 0, opens: 0};
+  const es = new EventSource(path);
+  const finish = () => { seen.readyState = es.readyState; es.close(); resolve(seen); };
+  es.onopen = () => { seen.opens += 1; };
+  const names = ["thread.run.created", "thread.run.queued", "thread.run.in_progress",
+    "thread.message.created", "thread.message.in_progress", "thread.message.delta",
+    "thread.message.completed", "thread.run.completed", "done"];
+  for (const name of names) {
+    es.addEventListener(name, (e) => {
+      seen.names.push(name);
+      seen.ids.push(Number(e.lastEventId));
+      if (name === "thread.message.delta") {
+        seen.text += JSON.parse(e.data).delta.content[0].text.value;
+      }
+      if (name === "thread.run.completed" && closeOnTerminal) { finish(); }
+    });
+  }
+  es.onerror = () => {
+    seen.errors += 1;
+    if (es.readyState === EventSource.CLOSED) { finish(); }
+  };
+  setTimeout(finish, 20000);
+})
+"""
+
+
+@pytest.fixture
+def hub() -> Iterator[HubServer]:
+    with running_hub() as server:
+        yield server
+
+
+@pytest.fixture
+def page(hub: HubServer) -> Iterator[object]:
+    playwright = pytest.importorskip("playwright.sync_api")
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS)
+        try:
+            page = browser.new_page()
+            yield page
+        finally:
+            browser.close()
+
+
+def open_origin(page: object, hub: HubServer, run: FakeRun) -> None:
+    page.goto(f"{hub.url}/v1/threads/{run.thread_id}")  # any page of the hub's origin
+
+
+def test_event_source_receives_the_deltas_and_stops_at_the_terminal_event(
+    page: object, hub: HubServer
+) -> None:
+    gate = threading.Event()
+    run = FakeRun(60, interval=0.005, start_gate=gate).start()
+    open_origin(page, hub, run)
+    threading.Timer(0.5, gate.set).start()  # deltas flow while the browser listens
+    seen = page.evaluate(LISTEN, [run.stream_path(), True])
+    assert seen["text"] == run.text
+    assert seen["names"].count("thread.message.delta") == run.deltas
+    assert seen["names"][-1] == "thread.run.completed"
+    assert seen["ids"] == list(range(1, run.total))  # everything up to the terminal event
+    assert seen["errors"] == 0 and seen["opens"] == 1
+
+
+def test_event_source_that_does_not_close_is_stopped_by_204_after_done(
+    page: object, hub: HubServer
+) -> None:
+    run = FakeRun(10).complete()
+    open_origin(page, hub, run)
+    seen = page.evaluate(LISTEN, [run.stream_path(), False])
+    # the stream ended after done; the browser reconnected with Last-Event-ID and got 204
+    assert seen["ids"] == list(range(1, run.total + 1))  # nothing twice
+    assert seen["names"][-1] == "done" and seen["text"] == run.text
+    assert seen["readyState"] == 2  # CLOSED: no reconnect loop

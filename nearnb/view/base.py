@@ -1,0 +1,196 @@
+"""The renderer contract shared by every notebook view.
+
+A renderer is an event callback: ``renderer(event)`` folds one event into its
+own :class:`~nearnb.reducer.RunState` and, when the :class:`Throttle` allows,
+re-renders; ``renderer.finish(result)`` renders the last state and replaces
+the live output with the static bundle a saved notebook keeps. It never
+knows where the events come from - a local run's worker thread, a hub's SSE
+stream, a list being replayed - which is why the hub client can use it too.
+
+Threads: events usually arrive on the run's worker thread, the trailing
+flush comes from a small timer thread, a Stop click may arrive on a kernel
+subshell thread and ``finish`` on the cell's thread. One re-entrant lock
+serialises all of them; widgets and the reducer state are only touched
+under it. ``on_stop`` is called *outside* the lock so a canceller that
+emits events synchronously cannot deadlock against the view.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from ..events import Event
+from ..reducer import RunState
+from .bundle import RunInfo, final_bundle
+from .throttle import DEFAULT_INTERVAL, Clock, Throttle
+
+logger = logging.getLogger("nearnb.view")
+
+#: Events after which the reader expects to see the change at once.
+_BOUNDARY_PREFIXES = (
+    "thread.run.",
+    "thread.message.created",
+    "thread.message.completed",
+    "thread.message.incomplete",
+)
+_NOT_BOUNDARY = frozenset({"thread.run.step.delta", "thread.run.step.in_progress"})
+
+
+def is_boundary(name: str) -> bool:
+    """True for events that render at once (message/step/run boundaries, errors)."""
+    if name in _NOT_BOUNDARY:
+        return False
+    return name.startswith(_BOUNDARY_PREFIXES) or name in ("error", "done")
+
+
+class Renderer:
+    """Base class: reducer state, throttling, trailing flush and finishing.
+
+    Subclasses implement :meth:`_render` (show the current state) and
+    :meth:`_finalize` (replace the live output with a static bundle).
+    """
+
+    def __init__(
+        self,
+        info: RunInfo,
+        *,
+        interval: float = DEFAULT_INTERVAL,
+        clock: Clock | None = None,
+        autoflush: bool = True,
+        on_stop: Callable[[], None] | None = None,
+    ) -> None:
+        self.info = info
+        self.state = RunState()
+        self.throttle = Throttle(interval, clock) if clock else Throttle(interval)
+        self.on_stop = on_stop
+        self.stop_requested = False
+        self._lock = threading.RLock()
+        self._wake = threading.Condition(self._lock)
+        self._autoflush = autoflush
+        self._ticker: threading.Thread | None = None
+        self._finished = False
+        self._quiet = False  # set once the run is over: no more trailing flushes
+
+    # ------------------------------------------------------------------ feeding
+
+    def __call__(self, event: Event) -> None:
+        """Fold in one event; render now, later (coalesced) or not at all."""
+        with self._lock:
+            if self._finished or not self.state.apply(event):
+                return
+            boundary = is_boundary(event.event)
+            if self.throttle.offer(boundary=boundary):
+                self._flush(boundary=boundary)
+            elif self._autoflush:
+                self._arm_ticker()
+            if self.state.done or self.state.terminal:
+                self._quiet = True
+                self._wake.notify_all()
+
+    def feed(self, events: Iterable[Event]) -> None:
+        """Fold in many events (a replay)."""
+        for event in events:
+            self(event)
+
+    def tick(self) -> bool:
+        """Render a pending change if it is due; True if it rendered.
+
+        The timer thread calls this; tests with a fake clock call it directly.
+        """
+        with self._lock:
+            if self._finished or not self.throttle.due():
+                return False
+            self._flush(boundary=False)
+            return True
+
+    # ---------------------------------------------------------------- stopping
+
+    def stop(self) -> None:
+        """The Stop button: ask the run to cancel (once). Safe from any thread."""
+        with self._lock:
+            if self.stop_requested or self.state.terminal or self._finished:
+                return
+            self.stop_requested = True
+            self._on_stop_requested()
+        if self.on_stop is not None:
+            self.on_stop()
+
+    # --------------------------------------------------------------- finishing
+
+    @property
+    def finished(self) -> bool:
+        return self._finished
+
+    def finish(self, result: Any = None) -> None:
+        """Render the final state and leave a static bundle. Idempotent.
+
+        ``result`` may be a :class:`~nearnb.runs.RunResult` (its events are
+        folded in - already-seen ones are skipped by ``seq`` - and its delta
+        count is the one reported), a :class:`RunState` to render instead of
+        the renderer's own, or ``None``.
+        """
+        with self._lock:
+            if self._finished:
+                return
+            self._finished = True
+            self._wake.notify_all()
+            deltas = None
+            if isinstance(result, RunState):
+                self.state = result
+            elif result is not None:
+                for event in getattr(result, "events", None) or ():
+                    self.state.apply(event)
+                deltas = getattr(result, "deltas", None)
+            self._render(final=True)
+            self.throttle.flushed(boundary=True)
+            data, metadata = final_bundle(self.state, self.info, deltas=deltas)
+            self._finalize(data, metadata)
+
+    # ------------------------------------------------------------- subclasses
+
+    def _render(self, *, final: bool = False) -> None:
+        raise NotImplementedError
+
+    def _finalize(self, data: dict[str, Any], metadata: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def _on_stop_requested(self) -> None:
+        """Reflect a Stop request in the view (under the lock)."""
+
+    # ------------------------------------------------------------------ timing
+
+    def _flush(self, *, boundary: bool) -> None:
+        try:
+            self._render()
+        except Exception:  # a rendering bug must never break the run
+            logger.exception("nearnb: rendering failed")
+        finally:
+            self.throttle.flushed(boundary=boundary)
+
+    def _arm_ticker(self) -> None:
+        if self._ticker is None:
+            self._ticker = threading.Thread(
+                target=self._tick_loop, name="nearnb-view-flush", daemon=True
+            )
+            self._ticker.start()
+        else:
+            self._wake.notify()
+
+    def _tick_loop(self) -> None:
+        """Trailing flush: a change deferred by the throttle is rendered when
+        due even if no further event arrives (a stalled stream)."""
+        with self._lock:
+            while not self._finished:
+                if self.throttle.pending:
+                    delay = self.throttle.remaining()
+                    if delay <= 0:
+                        self._flush(boundary=False)
+                        continue
+                    self._wake.wait(delay)
+                elif self._quiet:
+                    return
+                else:
+                    self._wake.wait()

@@ -1,0 +1,207 @@
+"""A recording comm: widget traffic without a kernel or a browser.
+
+In the style of ipywidgets' own ``tests/utils.py`` ``DummyComm``: widgets get
+a comm that records what would go over the wire (``comm_open`` state,
+``update`` messages, ``comm_close``) instead of sending it. The view tests
+and ``bench/bench_view.py`` use it to count messages and bytes exactly.
+Bytes are the JSON of each message's ``data`` - the part that grows with
+the text; the Jupyter envelope adds a roughly constant ~0.5 kB per message,
+reported separately as a message count.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import comm as comm_pkg
+
+
+@dataclass
+class WireLog:
+    """Everything the recording comms sent, in order."""
+
+    messages: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
+    clock: Callable[[], float] | None = None
+    times: list[float] = field(default_factory=list)
+
+    def record(self, kind: str, comm_id: str, data: dict[str, Any]) -> None:
+        self.messages.append((kind, comm_id, data))
+        self.times.append(self.clock() if self.clock else 0.0)
+
+    @property
+    def bytes(self) -> int:
+        return sum(len(json.dumps(data, separators=(",", ":"))) for _, _, data in self.messages)
+
+    def count(self, kind: str | None = None) -> int:
+        return sum(1 for k, _, _ in self.messages if kind is None or k == kind)
+
+    def updates(self, comm_id: str | None = None) -> list[dict[str, Any]]:
+        """The ``state`` of every update message (optionally for one widget)."""
+        return [
+            data["state"]
+            for kind, cid, data in self.messages
+            if kind == "update" and (comm_id is None or cid == comm_id)
+        ]
+
+    def clear(self) -> None:
+        self.messages.clear()
+        self.times.clear()
+
+
+class RecordingComm:
+    """Duck-types the parts of ``comm.base_comm.BaseComm`` ipywidgets uses."""
+
+    kernel = "recording"  # ipywidgets only sends when ``comm.kernel`` is truthy
+
+    def __init__(self, log: WireLog, data: dict[str, Any] | None = None, **_: Any) -> None:
+        self.log = log
+        self.comm_id = uuid.uuid4().hex  # as long as ipykernel's, so byte counts are real
+        self._msg_callback: Callable[[dict[str, Any]], None] | None = None
+        self.closed = False
+        log.record("open", self.comm_id, data or {})
+
+    def send(
+        self, data: dict[str, Any] | None = None, metadata: Any = None, buffers: Any = None
+    ) -> None:
+        if not self.closed:
+            self.log.record(data.get("method", "msg") if data else "msg", self.comm_id, data or {})
+
+    def close(
+        self, data: Any = None, metadata: Any = None, buffers: Any = None, deleting: bool = False
+    ) -> None:
+        if not self.closed:
+            self.closed = True
+            self.log.record("close", self.comm_id, {})
+
+    def on_msg(self, callback: Callable[[dict[str, Any]], None]) -> None:
+        self._msg_callback = callback
+
+    def on_close(self, callback: Any) -> None:
+        pass
+
+    def handle_msg(self, data: dict[str, Any]) -> None:
+        """Deliver a frontend message (e.g. a button click) to the widget."""
+        if self._msg_callback is not None:
+            self._msg_callback({"content": {"data": data}, "buffers": []})
+
+
+@contextmanager
+def recording_comms(clock: Callable[[], float] | None = None) -> Iterator[WireLog]:
+    """Within the block, every new widget gets a :class:`RecordingComm`."""
+    log = WireLog(clock=clock)
+    original = comm_pkg.create_comm
+    comm_pkg.create_comm = lambda **kwargs: RecordingComm(log, **kwargs)
+    try:
+        yield log
+    finally:
+        comm_pkg.create_comm = original
+
+
+def click(widget: Any) -> None:
+    """Simulate a frontend click on an ``ipywidgets.Button``."""
+    widget.comm.handle_msg({"method": "custom", "content": {"event": "click"}})
+
+
+class EventFactory:
+    """Builds the events of one run by hand, numbered like a real run."""
+
+    def __init__(
+        self,
+        *,
+        run_id: str = "run_test",
+        thread_id: str = "thread_test",
+        model: str = "local::smollm2",
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        self.run_id, self.thread_id, self.model = run_id, thread_id, model
+        self.clock = clock or (lambda: 0.0)
+        self.seq = 0
+        self._msgs = itertools.count(1)
+
+    def event(self, name: str, data: Any) -> Any:
+        from ..events import Event
+
+        self.seq += 1
+        return Event(
+            seq=self.seq,
+            event=name,
+            data=data,
+            run_id=self.run_id,
+            thread_id=self.thread_id,
+            at=self.clock(),
+        )
+
+    def run(self, status: str, **extra: Any) -> Any:
+        data = {
+            "id": self.run_id,
+            "object": "thread.run",
+            "thread_id": self.thread_id,
+            "assistant_id": "agent",
+            "status": status,
+            "model": self.model,
+            **extra,
+        }
+        return self.event(f"thread.run.{status}", data)
+
+    def start(self) -> list[Any]:
+        return [self.run("created"), self.run("queued"), self.run("in_progress")]
+
+    def message_created(self, message_type: str | None = None) -> tuple[str, Any]:
+        msg_id = f"msg_{next(self._msgs)}"
+        meta = {"message_type": message_type} if message_type else {}
+        return msg_id, self.event(
+            "thread.message.created",
+            {
+                "id": msg_id,
+                "object": "thread.message",
+                "thread_id": self.thread_id,
+                "role": "assistant",
+                "status": "in_progress",
+                "content": [],
+                "metadata": meta,
+            },
+        )
+
+    def delta(self, msg_id: str, text: str) -> Any:
+        from ..events import message_delta
+
+        return self.event("thread.message.delta", message_delta(msg_id, text))
+
+    def message_done(
+        self, msg_id: str, text: str, *, message_type: str | None = None, status: str = "completed"
+    ) -> Any:
+        from ..events import text_content
+
+        meta = {"message_type": message_type} if message_type else {}
+        name = "thread.message.completed" if status == "completed" else "thread.message.incomplete"
+        data = {
+            "id": msg_id,
+            "object": "thread.message",
+            "thread_id": self.thread_id,
+            "role": "assistant",
+            "status": status,
+            "content": text_content(text),
+            "metadata": meta,
+        }
+        if status == "incomplete":
+            data["incomplete_details"] = {"reason": "cancelled"}
+        return self.event(name, data)
+
+    def streamed_message(
+        self, chunks: list[str], *, message_type: str | None = None, status: str = "completed"
+    ) -> Iterator[Any]:
+        """created, one delta per chunk, completed (with the joined text)."""
+        msg_id, created = self.message_created()
+        yield created
+        for chunk in chunks:
+            yield self.delta(msg_id, chunk)
+        yield self.message_done(msg_id, "".join(chunks), message_type=message_type, status=status)
+
+    def end(self, status: str = "completed", **extra: Any) -> list[Any]:
+        return [self.run(status, **extra), self.event("done", "[DONE]")]

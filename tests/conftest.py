@@ -13,7 +13,16 @@ EXAMPLES = ROOT / "examples"
 
 # Provider credentials a developer may have exported must never reach a test:
 # tests talk only to 127.0.0.1, and the fallback path must be exercised.
-_KEY_VARS = ("OPENAI_API_KEY", "FIREWORKS_API_KEY", "NEARAI_API_KEY", "NEARNB_API_KEY")
+_KEY_VARS = (
+    "OPENAI_API_KEY",
+    "OPENAI_BASE_URL",
+    "OPENAI_ORG_ID",
+    "OPENAI_PROJECT_ID",
+    "FIREWORKS_API_KEY",
+    "NEARAI_API_KEY",
+    "NEARNB_LOCAL_MODEL",
+)
+_NEARNB_VARS = ("NEARNB_FALLBACK", "NEARNB_DISPLAY", "NEARNB_MODEL", "NEARNB_AGENTS_DIR")
 
 
 @pytest.fixture(autouse=True)

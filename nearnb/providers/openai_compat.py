@@ -238,16 +238,17 @@ class SSEChunkStream:
     """
 
     def __init__(self, response: Any, provider: str, redact: Callable[[str], str]) -> None:
+        from httpx_sse import EventSource
         from openai.types.chat import ChatCompletionChunk
         from pydantic import ValidationError
 
         self._chunk_type = ChatCompletionChunk
         self._invalid = ValidationError
         self._response = response
-        self._lines: Iterator[str] = response.iter_lines()
+        # SSE framing is httpx-sse's job; this class only maps events to chunks.
+        self._events: Iterator[Any] = EventSource(response.http_response).iter_sse()
         self._provider = provider
         self._redact = redact
-        self._data: list[str] = []
         self._closed = False
         self._finished = False  # saw a finish_reason
         self.chunks = 0  # chunks yielded so far
@@ -272,20 +273,15 @@ class SSEChunkStream:
     def __next__(self) -> ChatCompletionChunk:
         if self._closed:
             raise StopIteration
-        data = self._data
+        data, broken = None, ""
         try:
-            for line in self._lines:
-                if line:
-                    if line.startswith("data:"):
-                        data.append(line[6:] if line.startswith("data: ") else line[5:])
-                    continue  # comments (":"), "event:", "id:", "retry:" carry nothing we use
-                if data:
+            for event in self._events:
+                if event.data:  # id-only / retry-only events carry no chunk
+                    data = event.data
                     break
         except Exception as exc:
             broken = f"{type(exc).__name__}: {exc}"
-        else:
-            broken = ""
-        if broken:
+        if broken:  # raised outside the except: no exception chain that could hold a key
             if self._closed:  # closed from another thread while reading
                 raise StopIteration
             self.close()
@@ -294,9 +290,9 @@ class SSEChunkStream:
                 f"{self._redact(broken)[:300]}",
                 provider=self._provider,
             )
-        if data:  # a complete event, or the last one without its blank line at EOF
+        if data is not None:
             try:
-                return self._dispatch()
+                return self._dispatch(data)
             except ProviderError:
                 self.close()
                 raise
@@ -309,9 +305,7 @@ class SSEChunkStream:
             )
         raise StopIteration
 
-    def _dispatch(self) -> ChatCompletionChunk:
-        text = "\n".join(self._data)
-        self._data.clear()
+    def _dispatch(self, text: str) -> ChatCompletionChunk:
         if text.startswith("[DONE]"):
             self._finished = True
             self.close()

@@ -123,8 +123,8 @@ def test_intermediate_stream_is_hidden_and_unconsumed_stream_is_drained(
     agent = make_agent(
         tmp_path / "inter",
         (
-            "draft = ''.join(c.choices[0].delta.content or '' for c in env.completion([], stream=True)\n"
-            "                if c.choices)\n"
+            "stream = env.completion([], stream=True)\n"
+            "draft = ''.join(c.choices[0].delta.content or '' for c in stream if c.choices)\n"
             "env.add_reply(env.completion([{'role': 'system', 'content': draft}], stream=True))\n"
             "env.completion([], stream=True)  # nobody consumes this one\n"
         ),

@@ -66,10 +66,6 @@ def model_label(state: RunState, info: RunInfo) -> str:
     return state.model or info.model
 
 
-def elapsed(state: RunState) -> float:
-    return state.elapsed
-
-
 def counter_text(state: RunState, *, at: float | None = None) -> str:
     """The counter line. It says *deltas*: NEAR's UI counted characters and
     called them tokens; here each number is labelled with what it counts."""
@@ -138,7 +134,8 @@ def final_bundle(
     md = [_header_md(state, info, deltas=count)]
     md += [f"> {_md_escape(notice)}" for notice in state.notices]
     answers = state.answers
-    md += [_answer_md(m) for m in answers]
+    if answers:  # a rule between answers: each is a separate message
+        md.append("\n\n---\n\n".join(_answer_md(m) for m in answers))
     if state.error or state.status == "failed":
         md.append(_error_md(state))
     plain = [plain_header(state, info, deltas=count)]
@@ -163,4 +160,6 @@ def plain_header(state: RunState, info: RunInfo, *, deltas: int | None = None) -
 
 def _md_escape(text: str) -> str:
     """Escape the Markdown characters that would restyle a name or notice."""
-    return html.escape(text).replace("*", r"\*").replace("_", r"\_").replace("`", r"\`")
+    return (
+        html.escape(text, quote=False).replace("*", r"\*").replace("_", r"\_").replace("`", r"\`")
+    )

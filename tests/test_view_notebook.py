@@ -1,0 +1,105 @@
+"""A real kernel: a notebook using ``%%near_agent`` executed headless by nbclient.
+
+This is what "the notebook executed headless and saved shows both answers"
+means: nbclient applies the view's final ``update_display_data`` to the
+stored output, so the saved cell holds the static Markdown bundle (with run
+metadata) instead of a widget reference - whatever the display mode.
+Runs on the embedded model (no API key: the examples fall back to SmolLM2).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+from tests.conftest import EXAMPLES, ROOT
+
+pytestmark = pytest.mark.local_model
+
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+
+
+def cell_magic(agent: str, message: str, options: str = "") -> str:
+    return f"%%near_agent {EXAMPLES / agent} {options}\n{message}".replace("  \n", "\n")
+
+
+def execute(cells: list[str], tmp_path: Path) -> nbformat.NotebookNode:
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    nb.cells = [nbformat.v4.new_code_cell(src) for src in cells]
+    client = NotebookClient(
+        nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}}
+    )
+    client.execute()
+    path = tmp_path / "executed.ipynb"
+    nbformat.write(nb, path)  # what a user would reopen
+    return nbformat.read(path, as_version=4)
+
+
+def bundles(cell: nbformat.NotebookNode) -> list[nbformat.NotebookNode]:
+    return [o for o in cell.outputs if o.output_type == "display_data"]
+
+
+def answers_of(cell: nbformat.NotebookNode) -> list[str]:
+    """The RunResult's answers, printed as JSON by the helper cell."""
+    (stream,) = [o for o in cell.outputs if o.output_type == "stream"]
+    return json.loads(stream.text)
+
+
+@pytest.fixture(autouse=True)
+def short_answers(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NEARNB_LOCAL_MAX_TOKENS", "32")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+
+
+def test_saved_notebook_holds_final_answers_and_run_metadata(tmp_path: Path) -> None:
+    show = "import json; print(json.dumps([m.text for m in _.messages]))"
+    nb = execute(
+        [
+            "%load_ext nearnb",
+            cell_magic("streaming-example", "What is virtue?"),
+            show,
+            cell_magic("simple-agent", "What is 2+2?", "--display handle"),
+            show,
+            cell_magic("intermediate-example", "Why is the sky blue?", "--display plain"),
+            show,
+            cell_magic("streaming-example", "And justice?"),
+        ],
+        tmp_path,
+    )
+    runs = {}
+    for index in (1, 3, 5):
+        cell = nb.cells[index]
+        (bundle,) = bundles(cell)  # one static output: the live view was replaced, not appended
+        assert WIDGET_VIEW not in bundle.data
+        markdown, meta = bundle.data["text/markdown"], bundle.metadata["nearnb"]
+        assert meta["status"] == "completed"
+        assert meta["thread_id"].startswith("thread_") and meta["run_id"].startswith("run_")
+        answers = answers_of(nb.cells[index + 1])
+        assert answers and len(answers) == meta["answers"]
+        for answer in answers:
+            assert answer.strip()[:40] in markdown
+            assert answer.strip()[:40] in bundle.data["text/plain"]
+        (result,) = [o for o in cell.outputs if o.output_type == "execute_result"]
+        assert result.data["text/plain"].startswith("<RunResult completed")
+        runs[index] = meta
+    streaming = runs[1]
+    assert streaming["answers"] == 2 and streaming["deltas"] > 2  # Socrates, then Plato
+    assert streaming["model"] == "local::smollm2"
+    assert "embedded model" in bundles(nb.cells[1])[0].data["text/markdown"]  # fallback notice
+    assert runs[3]["deltas"] == 0  # simple-agent does not stream, its answer is still there
+    assert runs[5]["answers"] == 1  # the intermediate draft is not an answer
+    # the same agent in a later cell continued the same thread
+    assert bundles(nb.cells[7])[0].metadata["nearnb"]["thread_id"] == streaming["thread_id"]
+    # no output refers to a widget model, so nothing shows "Error displaying widget"
+    # (nbclient still stores the closed models' state in nb.metadata: it ignores comm_close)
+    assert not [o for c in nb.cells for o in c.outputs if WIDGET_VIEW in o.get("data", {})]

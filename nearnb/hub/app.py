@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 import anyio.to_thread
-from sse_starlette import EventSourceResponse
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -47,10 +46,9 @@ from .errors import (
     server_error_handler,
 )
 from .guard import Guard
+from .responses import SSE_HEADERS, SSEResponse
 from .schemas import MessageIn, RunIn, ThreadIn
-from .sse import FRAMINGS, KEEPALIVE_SECONDS, Keepalive
-
-SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+from .sse import FRAMINGS, KEEPALIVE_SECONDS
 
 
 class Hub:
@@ -317,27 +315,11 @@ async def _stream(hub: Hub, run_id: str, after: int, framing: str) -> Response:
         if run is not None and f"thread.run.{run.status}" in _ENDED:
             subscription.close()
             raise ApiError(410, f"the event log of run {run_id} has expired", code="expired")
-
-    async def body() -> AsyncIterator[bytes]:
-        async for chunk in subscription.stream(after, framing):  # type: ignore[arg-type]
-            yield chunk
-
-    return EventSourceResponse(
-        body(),
-        headers=SSE_HEADERS,
-        ping=hub.keepalive,
-        sep="\n",
-        ping_message_factory=Keepalive,
-        send_timeout=60,
-        client_close_handler_callable=_closer(subscription),
+    return SSEResponse(
+        subscription.stream(after, framing),  # type: ignore[arg-type]
+        keepalive=hub.keepalive,
+        on_disconnect=subscription.close,
     )
-
-
-def _closer(subscription: Any) -> Any:
-    async def close(message: Any) -> None:
-        subscription.close()
-
-    return close
 
 
 # --------------------------------------------------------------------- app

@@ -17,13 +17,12 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio.to_thread
-from sse_starlette import EventSourceResponse
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from .errors import ApiError, read_body, redact
+from .responses import SSEResponse
 from .schemas import ChatIn
-from .sse import Keepalive
 
 _END = object()
 
@@ -66,13 +65,7 @@ async def chat_completions(request: Request) -> Response:
         )
     except ProviderError as exc:
         raise ApiError(502, redact(str(exc), hub.hidden), code="provider_error") from None
-    return EventSourceResponse(
-        _chunks(stream, hub.hidden),
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-        ping=hub.keepalive,
-        sep="\n",
-        ping_message_factory=Keepalive,
-    )
+    return SSEResponse(_chunks(stream, hub.hidden), keepalive=hub.keepalive)
 
 
 async def _chunks(stream: Any, hidden: list[str]) -> AsyncIterator[bytes]:

@@ -36,8 +36,6 @@ import json
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sse_starlette import ServerSentEvent
-
 from ..events import EVENT_NAMES, Event
 
 Framing = Literal["official", "near"]
@@ -94,16 +92,6 @@ def keepalive_comment() -> bytes:
     ``json.loads("")`` and abort the stream at the first keepalive.
     """
     return b": keepalive\n"
-
-
-class Keepalive(ServerSentEvent):
-    """sse-starlette's ping message, encoded as :func:`keepalive_comment`."""
-
-    def __init__(self) -> None:
-        super().__init__(comment="keepalive")
-
-    def encode(self) -> bytes:
-        return keepalive_comment()
 
 
 # ------------------------------------------------------------------ decoding

@@ -140,3 +140,18 @@ def test_frames_without_ids_have_no_seq() -> None:
     """A real NEAR hub sent no ids; the client numbers those frames itself."""
     (frame,) = SSEDecoder().feed('data: {"event":"thread.message.delta","data":{"delta":{}}}\n\n')
     assert read_frame(frame).seq is None
+
+
+def test_a_stored_event_encodes_to_the_same_bytes_as_the_pushed_one() -> None:
+    """The hub sends the store's JSON text as is; a pushed event must look identical."""
+    from nearnb.hub.sse import FRAMINGS, encode_row
+    from nearnb.store import Store
+
+    store = Store()
+    store.append_events([DELTA, DONE])
+    rows = store.event_rows("run_1")
+    assert [r[0] for r in rows] == [7, 9]
+    for framing in FRAMINGS:
+        assert encode_row(rows[0], framing) == encode_event(DELTA, framing)
+        assert encode_row(rows[1], framing) == encode_event(DONE, framing)
+    assert "\u2028" not in encode_event(DELTA).decode()  # escaped: one data line, any parser

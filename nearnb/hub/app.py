@@ -310,7 +310,7 @@ async def _stream(hub: Hub, run_id: str, after: int, framing: str) -> Response:
     if subscription.finished_at(after):
         subscription.close()
         return Response(status_code=204, headers=SSE_HEADERS)
-    if not subscription.channel.events and after == 0:
+    if not subscription.channel.rows and after == 0:
         run = await hub.call(hub.store.get_run, run_id)
         if run is not None and f"thread.run.{run.status}" in _ENDED:
             subscription.close()

@@ -36,7 +36,7 @@ import anyio.to_thread
 
 from ..events import Event
 from ..store import Store
-from .sse import Framing, encode_event, retry_field
+from .sse import Framing, Row, encode_row, event_row, retry_field
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +49,8 @@ class Channel:
 
     def __init__(self, run_id: str) -> None:
         self.run_id = run_id
-        self.events: list[Event] = []  # events[i].seq == i + 1
-        self.pending: dict[int, Event] = {}
+        self.rows: list[Row] = []  # rows[i][0] == i + 1: (seq, name, data JSON, at)
+        self.pending: dict[int, Row] = {}
         self.complete = False  # ``done`` appended: the log will not grow
         self.subscribers = 0
         self.pushed = False  # a live in-process source publishes to it
@@ -63,18 +63,18 @@ class Channel:
     @property
     def last(self) -> int:
         """The highest ``seq`` held with no gap before it."""
-        return len(self.events)
+        return len(self.rows)
 
-    def accept(self, events: Iterable[Event]) -> int:
+    def accept(self, rows: Iterable[Row]) -> int:
         """Merge events arriving in any order; returns how many were appended."""
-        for event in events:
-            if not self.complete and event.seq > self.last:
-                self.pending[event.seq] = event
+        for row in rows:
+            if not self.complete and row[0] > self.last:
+                self.pending[row[0]] = row
         added = 0
-        while (event := self.pending.pop(self.last + 1, None)) is not None:
-            self.events.append(event)
+        while (row := self.pending.pop(self.last + 1, None)) is not None:
+            self.rows.append(row)
             added += 1
-            if event.event == "done":
+            if row[1] == "done":
                 self.complete = True
                 self.pending.clear()
         if added:
@@ -84,17 +84,17 @@ class Channel:
     def frames(self, after: int, framing: Framing) -> tuple[bytes, int]:
         """Encoded frames of events with ``seq > after`` (MAX_BATCH at most), and the new cursor."""
         start = max(after, 0)
-        stop = min(len(self.events), start + MAX_BATCH)
+        stop = min(len(self.rows), start + MAX_BATCH)
         if start >= stop:
             return b"", after
         cache = self._frames[framing]
         if len(cache) < stop:
-            cache.extend([None] * (len(self.events) - len(cache)))
+            cache.extend([None] * (len(self.rows) - len(cache)))
         chunk = []
         for i in range(start, stop):
             frame = cache[i]
             if frame is None:
-                frame = cache[i] = encode_event(self.events[i], framing)
+                frame = cache[i] = encode_row(self.rows[i], framing)
             chunk.append(frame)
         return b"".join(chunk), stop
 
@@ -139,18 +139,22 @@ class Broker:
         subscribed to are dropped: a later subscriber reads them from the store.
         """
         loop = self._loop
-        if loop is None or loop.is_closed():
+        if loop is None or loop.is_closed() or event.run_id not in self.channels:
             return
+        row = event_row(event)  # encoded here, on the producer's thread
         with contextlib.suppress(RuntimeError):  # loop closed between the check and the call
-            loop.call_soon_threadsafe(self.publish, event)
+            loop.call_soon_threadsafe(self._publish, event.run_id, row)
 
     def publish(self, event: Event) -> None:
         """Same as :meth:`publish_threadsafe`, on the loop's thread."""
-        channel = self.channels.get(event.run_id)
+        self._publish(event.run_id, event_row(event))
+
+    def _publish(self, run_id: str, row: Row) -> None:
+        channel = self.channels.get(run_id)
         if channel is None:
             return
         channel.pushed = True
-        channel.accept((event,))
+        channel.accept((row,))
         if channel.complete and channel.subscribers == 0:
             self._evict_later(channel)
 
@@ -201,8 +205,8 @@ class Broker:
 
     # ---------------------------------------------------------------- tailing
 
-    def _tail_rows(self, run_id: str, after: int, limit: int | None) -> list[Event]:
-        return self.store.events(run_id, after=after, limit=limit)
+    def _tail_rows(self, run_id: str, after: int, limit: int | None) -> list[Row]:
+        return self.store.event_rows(run_id, after=after, limit=limit)
 
     async def _tail(self, channel: Channel) -> None:
         """Poll the store for a run written elsewhere, until its ``done`` or no subscribers.

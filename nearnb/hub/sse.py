@@ -55,23 +55,37 @@ class SSEProtocolError(ValueError):
 # ------------------------------------------------------------------ encoding
 
 
-def _json(data: Any) -> str:
-    # ensure_ascii=False keeps text readable and small; JSON escapes CR and LF,
-    # so one object is always one ``data:`` line.
-    return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+#: One stored or pushed event as the hub keeps it: (seq, name, data as JSON text, at).
+Row = tuple[int, str, str, float]
+
+
+def to_json(data: Any) -> str:
+    """``data`` as the store writes it, so a pushed event and its stored copy are the same bytes.
+
+    ASCII-only: JSON escapes CR, LF and every non-ASCII character (U+2028
+    included), so one object is always exactly one ``data:`` line.
+    """
+    return json.dumps(data, separators=(",", ":"))
+
+
+def event_row(event: Event) -> Row:
+    return (event.seq, event.event, to_json(event.data), event.at)
+
+
+def encode_row(row: Row, framing: Framing = "official") -> bytes:
+    """One event as an SSE frame (``done`` included), from its JSON text without re-parsing."""
+    seq, name, data, at = row
+    head = f"id: {seq}\nevent: {name}\n" if framing == "official" else f"id: {seq}\n"
+    if name == "done":
+        data = f'"{DONE_DATA}"' if framing == "near" else DONE_DATA
+    if framing == "near":
+        data = f'{{"event":"{name}","data":{data}}}'
+    return f"{head}at: {at!r}\ndata: {data}\n\n".encode()  # repr: the float round-trips
 
 
 def encode_event(event: Event, framing: Framing = "official") -> bytes:
     """One event as an SSE frame (``done`` included)."""
-    head = f"id: {event.seq}\n"
-    at = f"at: {event.at!r}\n"  # repr: the float round-trips exactly
-    if event.event == "done":
-        if framing == "near":
-            return f'{head}{at}data: {{"event":"done","data":"{DONE_DATA}"}}\n\n'.encode()
-        return f"{head}event: done\n{at}data: {DONE_DATA}\n\n".encode()
-    if framing == "near":
-        return f"{head}{at}data: {_json({'event': event.event, 'data': event.data})}\n\n".encode()
-    return f"{head}event: {event.event}\n{at}data: {_json(event.data)}\n\n".encode()
+    return encode_row(event_row(event), framing)
 
 
 def retry_field(ms: int = RETRY_MS) -> bytes:

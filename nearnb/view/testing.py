@@ -4,9 +4,10 @@ In the style of ipywidgets' own ``tests/utils.py`` ``DummyComm``: widgets get
 a comm that records what would go over the wire (``comm_open`` state,
 ``update`` messages, ``comm_close``) instead of sending it. The view tests
 and ``bench/bench_view.py`` use it to count messages and bytes exactly.
-Bytes are the JSON of each message's ``data`` - the part that grows with
-the text; the Jupyter envelope adds a roughly constant ~0.5 kB per message,
-reported separately as a message count.
+Bytes are each message's ``data`` packed as jupyter_client packs it (UTF-8
+JSON) - the part that grows with the text; the Jupyter envelope (header,
+parent header, signature) adds a roughly constant ~0.5 kB per message, which
+is why the message count is reported separately.
 """
 
 from __future__ import annotations
@@ -36,7 +37,10 @@ class WireLog:
 
     @property
     def bytes(self) -> int:
-        return sum(len(json.dumps(data, separators=(",", ":"))) for _, _, data in self.messages)
+        """Bytes of the messages' ``data`` as jupyter_client packs it (UTF-8 JSON)."""
+        return sum(
+            len(json.dumps(data, ensure_ascii=False).encode("utf8")) for _, _, data in self.messages
+        )
 
     def count(self, kind: str | None = None) -> int:
         return sum(1 for k, _, _ in self.messages if kind is None or k == kind)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 import nbformat
@@ -103,3 +104,42 @@ def test_saved_notebook_holds_final_answers_and_run_metadata(tmp_path: Path) -> 
     # no output refers to a widget model, so nothing shows "Error displaying widget"
     # (nbclient still stores the closed models' state in nb.metadata: it ignores comm_close)
     assert not [o for c in nb.cells for o in c.outputs if WIDGET_VIEW in o.get("data", {})]
+
+
+LONG_AGENT = """
+for i in range(40):
+    env.add_reply(env.completion(
+        [{"role": "user", "content": "Tell a long story about the sea."}],
+        stream=True, max_tokens=120))
+"""
+
+
+def test_kernel_interrupt_cancels_the_run_and_keeps_the_result(tmp_path: Path) -> None:
+    """The fallback that needs no frontend at all: the toolbar's interrupt."""
+    from jupyter_client.manager import start_new_kernel
+
+    agent = tmp_path / "long-agent"
+    agent.mkdir()
+    (agent / "agent.py").write_text(LONG_AGENT)
+    (agent / "metadata.json").write_text('{"name": "long-agent", "version": "0.1.0"}')
+    km, kc = start_new_kernel(kernel_name="python3", cwd=str(ROOT))
+    try:
+        kc.execute_interactive("%load_ext nearnb", timeout=60)
+        msg_id = kc.execute(f"%%near_agent {agent} --display plain\nGo on.")
+        time.sleep(4)  # model loaded, a few replies streamed
+        km.interrupt_kernel()
+        reply = kc.get_shell_msg(timeout=30)
+        assert reply["parent_header"]["msg_id"] == msg_id
+        assert reply["content"]["status"] == "ok"  # the cell returned, it did not raise
+        outputs: list[str] = []
+        kc.execute_interactive(
+            "print(_.status, len(_.messages), _.messages[-1].status)",
+            timeout=30,
+            output_hook=lambda m: outputs.append(m["content"].get("text", "")),
+        )
+        status, answers, last = "".join(outputs).split()
+        assert status == "cancelled" and int(answers) < 40
+        assert last in ("completed", "incomplete")  # a partial reply is kept as incomplete
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)

@@ -75,8 +75,10 @@ def test_attach_follows_a_live_run_and_renders_every_event(hub: HubServer) -> No
 
 def test_attach_with_base_url_and_ids_and_legacy_framing(hub: HubServer) -> None:
     run = FakeRun(20).complete()
-    assert_complete(attach(hub.url, thread_id=run.thread_id, run_id=run.run_id, display=None), run)
-    assert_complete(attach(hub.url + run.stream_path() + "?framing=near", display=None), run)
+    assert_complete(
+        attach(hub.url, thread_id=run.thread_id, run_id=run.run_id, display="none"), run
+    )
+    assert_complete(attach(hub.url + run.stream_path() + "?framing=near", display="none"), run)
 
 
 def test_replay_speed(hub: HubServer) -> None:
@@ -86,7 +88,7 @@ def test_replay_speed(hub: HubServer) -> None:
     timings = {}
     for speed in (None, 4.0, 1.0):
         started = time.monotonic()
-        result = attach(hub.url + run.stream_path(), speed=speed, display=None)
+        result = attach(hub.url + run.stream_path(), speed=speed, display="none")
         timings[speed] = time.monotonic() - started
         assert_complete(result, run)
         # the original emit times survive the wire (the ``at:`` field)
@@ -98,7 +100,7 @@ def test_replay_speed(hub: HubServer) -> None:
 
 def test_attach_async(hub: HubServer) -> None:
     run = FakeRun(50, interval=0.002).start()
-    result = asyncio.run(attach_async(hub.url + run.stream_path(), display=None))
+    result = asyncio.run(attach_async(hub.url + run.stream_path(), display="none"))
     assert_complete(result, run)
 
 
@@ -148,7 +150,7 @@ def test_attach_survives_the_hub_being_restarted() -> None:
 
         restarter = threading.Thread(target=restart)
         restarter.start()
-        result = attach(process.url + run.stream_path(), display=None)
+        result = attach(process.url + run.stream_path(), display="none")
         restarter.join()
     assert_complete(result, run)
 
@@ -224,7 +226,7 @@ def broken() -> Iterator[str]:
 
 
 def attach_broken(base: str, kind: str, **kwargs) -> None:  # noqa: ANN003
-    kwargs.setdefault("display", None)
+    kwargs.setdefault("display", "none")
     attach(f"{base}/v1/threads/thread_a/stream/{kind}", **kwargs)
 
 
@@ -281,7 +283,7 @@ def test_stream_dying_keeps_the_events_that_arrived(broken: str) -> None:
 
 def test_near_hub_without_ids_or_done_ends_at_its_terminal_event(broken: str) -> None:
     started = time.monotonic()
-    result = attach(f"{broken}/v1/threads/thread_a/stream/near", display=None)
+    result = attach(f"{broken}/v1/threads/thread_a/stream/near", display="none")
     assert time.monotonic() - started < 2
     assert result.status == "completed" and result.deltas == 1
     assert [e.event for e in result.events][-1] == "thread.run.completed"
@@ -291,8 +293,56 @@ def test_real_hub_401_and_404() -> None:
     run = FakeRun(1).complete()
     with running_hub(token="tok-123456") as server:
         with pytest.raises(Unauthorized, match="unauthorized"):
-            attach(server.url + run.stream_path(), display=None)
+            attach(server.url + run.stream_path(), display="none")
         with pytest.raises(RunNotFound, match="run not found: run_nope"):
             attach(server.url, thread_id=run.thread_id, run_id="run_nope", token="tok-123456")
-        result = attach(server.url + run.stream_path(), token="tok-123456", display=None)
+        result = attach(server.url + run.stream_path(), token="tok-123456", display="none")
         assert result.status == "completed"
+
+
+def test_attach_renders_through_the_same_view_as_the_stored_run(hub: HubServer) -> None:
+    """A replayed run leaves the same static bundle as the run's own events rendered locally."""
+    from nearnb.reducer import reduce
+    from nearnb.runs import RunResult
+    from nearnb.view import open_view
+    from nearnb.view.sink import RecordingSink
+
+    run = FakeRun(30).complete()
+    local_sink, attached_sink = RecordingSink(), RecordingSink()
+    events = run.store.events(run.run_id)
+    local = open_view("plain", agent_name="fake", model="fake-model", sink=local_sink)
+    for event in events:
+        local(event)
+    local.finish(RunResult.from_state(reduce(events), events))
+    view = open_view("plain", agent_name="fake", model="fake-model", sink=attached_sink)
+    result = attach(hub.url + run.stream_path(), display=view)
+    assert result.text == run.text
+    assert attached_sink.final == local_sink.final
+    assert run.text.strip() in attached_sink.final[0][0]["text/plain"]
+
+
+def test_the_views_stop_button_stops_watching_not_the_run(
+    hub: HubServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import nearnb.view
+
+    run = FakeRun(400, interval=0.01).start()
+    recorder = Recorder()
+
+    def open_view(display, *, on_stop, **info):  # noqa: ANN001, ANN003
+        def click_after_20(event: Event) -> None:
+            recorder(event)
+            if len(recorder.events) == 20:
+                threading.Thread(target=on_stop).start()  # a click arrives on another thread
+
+        click_after_20.finish = recorder.finish  # type: ignore[attr-defined]
+        return click_after_20
+
+    monkeypatch.setattr(nearnb.view, "open_view", open_view)
+    started = time.monotonic()
+    result = attach(hub.url + run.stream_path(), display="widget")
+    assert time.monotonic() - started < 2  # the run itself takes 4 s
+    assert 20 <= len(result.events) < run.total and result.status == "in_progress"
+    assert recorder.finished is result and result.error is None
+    run.wait()  # the run was not affected
+    assert run.emitted == run.total

@@ -1,0 +1,302 @@
+"""The attach protocol without I/O: URLs, status checks, frames to events, pacing, retries.
+
+:mod:`nearnb.hub.client` moves bytes (sync and async); everything it decides
+is decided here, once, so both twins behave the same:
+
+* the status is judged before anything is parsed, so 401 reads as
+  "unauthorized" and 404 as "run not found", never as a content-type error;
+* a 5xx, a dropped connection or a stream that ends before ``done`` is
+  retried with ``Last-Event-ID`` after the server's ``retry:`` delay,
+  doubling each time (with jitter), at most ``max_retries`` times in a row
+  (the count restarts when events flow again); a 4xx, a wrong content type,
+  a malformed frame or a finished stream is final;
+* events already applied (``seq`` not above the last) are skipped, so a
+  resume shows every delta exactly once; frames without ids (NEAR's hub,
+  which replayed from the start on every connection) are numbered locally;
+* ``speed`` paces a replay by the events' original emit times (``at:``).
+
+Every failure raises an :class:`AttachError` whose ``result`` is the
+:class:`~nearnb.runs.RunResult` of what arrived before it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import random
+import re
+import time
+from typing import Any
+
+import httpx
+
+from ..events import TERMINAL_EVENTS, Event
+from ..reducer import RunState
+from .sse import RETRY_MS, SSEProtocolError, read_frame
+
+log = logging.getLogger("nearnb.hub.client")
+
+MAX_DELAY = 30.0
+_STREAM_PATH = re.compile(r"/threads/(?P<tid>[^/?#]+)/stream/(?P<rid>[^/?#]+)/?$")
+
+
+class AttachError(RuntimeError):
+    """Attaching failed. ``result`` is the RunResult of what arrived; ``status`` the HTTP status."""
+
+    def __init__(self, message: str, *, result: Any = None, status: int | None = None) -> None:
+        super().__init__(message)
+        self.result = result
+        self.status = status
+
+
+class Unauthorized(AttachError):
+    """401/403: the hub wants a (different) token."""
+
+
+class RunNotFound(AttachError):
+    """404 (or 410: the run's event log has expired)."""
+
+
+class StreamProtocolError(AttachError):
+    """The hub answered, but not with a valid event stream."""
+
+
+class ConnectionLost(AttachError):
+    """The stream kept failing after every retry."""
+
+
+def stream_url(
+    url: str, thread_id: str | None = None, run_id: str | None = None
+) -> tuple[str, str, str]:
+    """``(full stream url, thread id, run id)`` from a stream URL or a hub URL plus ids."""
+    parts = httpx.URL(url)
+    match = _STREAM_PATH.search(parts.path)
+    if match:
+        tid, rid = match["tid"], match["rid"]
+        if (thread_id and thread_id != tid) or (run_id and run_id != rid):
+            raise ValueError(f"{url} names thread {tid} / run {rid}, not {thread_id} / {run_id}")
+        return url, tid, rid
+    if not thread_id or not run_id:
+        raise ValueError(
+            f"{url} is not a .../threads/<thread>/stream/<run> URL; pass thread_id= and run_id="
+        )
+    base = str(parts.copy_with(query=None, fragment=None)).rstrip("/")
+    if not base.endswith("/v1"):
+        base += "/v1"
+    return f"{base}/threads/{thread_id}/stream/{run_id}", thread_id, run_id
+
+
+# ------------------------------------------------------------------ session
+
+
+class Session:
+    """The protocol, without I/O: headers, status checks, frames to events, pacing, retries."""
+
+    def __init__(
+        self,
+        url: str,
+        thread_id: str,
+        run_id: str,
+        *,
+        token: str | None,
+        speed: float | None,
+        display: Any,
+        show_streaming_message: bool,
+        max_retries: int,
+    ) -> None:
+        if speed is not None and speed <= 0:
+            raise ValueError("speed must be positive (None replays instantly)")
+        self.url, self.thread_id, self.run_id = url, thread_id, run_id
+        self.token = token
+        self.speed = speed
+        self.display = display
+        self.show_streaming_message = show_streaming_message
+        self.max_retries = max_retries
+        self.state = RunState()
+        self.events: list[Event] = []
+        self.renderer: Any = None
+        self.numbered = False  # the server sends ids (a nearnb hub does; NEAR's did not)
+        self.local_seq = 0
+        self.finished = False
+        self.retry_ms = RETRY_MS
+        self.failures = 0
+        self.stopped = False
+        self.response: Any = None  # the open response, so stop() can close it
+        self._t0: tuple[float, float] | None = None  # (first event's at, wall clock then)
+
+    # ------------------------------------------------------------- requests
+
+    def headers(self) -> dict[str, str]:
+        headers = {"Accept": "text/event-stream", "Cache-Control": "no-store"}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        if self.numbered and self.state.last_seq:
+            headers["Last-Event-ID"] = str(self.state.last_seq)
+        return headers
+
+    def check(self, response: httpx.Response, body: str) -> bool:
+        """Judge a response before parsing: True to read it, False when the stream is over.
+
+        Raises for everything else: 5xx as :class:`ConnectionLost` (retried by
+        the caller), the rest as final errors.
+        """
+        status = response.status_code
+        if status == 204:
+            return False
+        if status >= 400:
+            detail = _error_detail(body) or response.reason_phrase
+            if status in (401, 403):
+                raise Unauthorized(f"unauthorized: {detail}", status=status)
+            if status in (404, 410):
+                raise RunNotFound(f"run not found: {self.run_id} ({detail})", status=status)
+            if status >= 500:
+                raise ConnectionLost(f"hub error {status}: {detail}", status=status)
+            raise AttachError(f"hub refused the stream ({status}): {detail}", status=status)
+        content_type = response.headers.get("content-type", "")
+        if "text/event-stream" not in content_type:
+            raise StreamProtocolError(
+                f"{self.url} answered {status} with content type {content_type!r}, "
+                "not an event stream (is this a hub stream URL?)",
+                status=status,
+            )
+        self.local_seq = 0
+        return True
+
+    # --------------------------------------------------------------- frames
+
+    def receive(self, frame: Any) -> Event | None:
+        """One decoded frame -> the Event to apply (None: a duplicate or nothing new)."""
+        if frame.retry is not None:
+            self.retry_ms = frame.retry
+        try:
+            decoded = read_frame(frame)
+        except SSEProtocolError as exc:
+            raise StreamProtocolError(str(exc)) from None
+        self.local_seq += 1
+        if decoded.seq is not None:
+            self.numbered = True
+            seq = decoded.seq
+        else:
+            seq = self.local_seq  # the server replays from the start on each connection
+        if seq <= self.state.last_seq:
+            return None
+        return Event.model_construct(
+            seq=seq,
+            event=decoded.name,
+            data=decoded.data,
+            run_id=self.run_id,
+            thread_id=self.thread_id,
+            at=decoded.at if decoded.at is not None else time.time(),
+        )
+
+    def delay(self, event: Event) -> float:
+        """Seconds to wait before showing ``event`` to replay at ``speed``."""
+        if self.speed is None:
+            return 0.0
+        wall = time.monotonic()
+        if self._t0 is None:
+            self._t0 = (event.at, wall)
+            return 0.0
+        due = self._t0[1] + (event.at - self._t0[0]) / self.speed
+        return max(0.0, due - wall)
+
+    def apply(self, event: Event) -> None:
+        if not self.state.apply(event):
+            return
+        self.events.append(event)
+        self.failures = 0  # events flow again: the retry budget is whole again
+        if self.renderer is None:
+            self.renderer = _open_view(self.display, event, self.show_streaming_message, self.stop)
+        if self.renderer is not None:
+            try:
+                self.renderer(event)
+            except Exception:  # a broken view must not lose the stream
+                log.exception("nearnb: attach renderer failed")
+        if event.event == "done" or (event.event in TERMINAL_EVENTS and not self.numbered):
+            # NEAR's hub never sent done nor closed the stream: its terminal event is the end.
+            self.finished = True
+
+    def stop(self) -> None:
+        """Stop watching (the view's Stop button); the run itself goes on. Any thread."""
+        self.stopped = True
+        response = self.response
+        if response is not None and hasattr(response, "close"):
+            with contextlib.suppress(Exception):  # closing from another thread may race
+                response.close()
+
+    @property
+    def over(self) -> bool:
+        return self.finished or self.stopped
+
+    # -------------------------------------------------------------- retries
+
+    def backoff(self, error: AttachError) -> float:
+        """Seconds before the next attempt, or raise ``error`` when retries are spent."""
+        self.failures += 1
+        if self.failures > self.max_retries:
+            raise error
+        base = self.retry_ms / 1000 * 2 ** (self.failures - 1)
+        return min(base, MAX_DELAY) * random.uniform(0.8, 1.2)
+
+    def result(self, error: str | None = None) -> Any:
+        from ..runs import RunResult
+
+        result = RunResult.from_state(self.state, list(self.events))
+        result.thread_id = result.thread_id or self.thread_id
+        result.run_id = result.run_id or self.run_id
+        if error and not result.error:
+            result.error = error
+        return result
+
+    def fail(self, error: AttachError) -> AttachError:
+        """Attach what arrived to ``error`` and show it in the view."""
+        error.result = self.result(str(error))
+        self.close_view(error.result)
+        return error
+
+    def close_view(self, result: Any) -> None:
+        if self.renderer is not None and hasattr(self.renderer, "finish"):
+            try:
+                self.renderer.finish(result)
+            except Exception:
+                log.exception("nearnb: attach renderer failed to finish")
+
+
+def _error_detail(body: str) -> str:
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        return body.strip()[:200]
+    error = payload.get("error") if isinstance(payload, dict) else None
+    if isinstance(error, dict) and error.get("message"):
+        return str(error["message"])
+    if isinstance(payload, dict) and payload.get("detail"):
+        return str(payload["detail"])
+    return body.strip()[:200]
+
+
+def _open_view(display: Any, first: Event, show_streaming_message: bool, on_stop: Any) -> Any:
+    """A renderer for the attached run: the same view a live run uses.
+
+    Opened at the first event, on the caller's thread (where a notebook view
+    must be displayed), so a URL that fails at once leaves no empty view.
+    ``display`` is :func:`nearnb.view.open_view`'s choice (``None`` = auto,
+    ``"none"`` = nothing) or a renderer already made (callable with
+    ``finish``), such as the CLI's terminal renderer.
+    """
+    if callable(display) and hasattr(display, "finish"):
+        return display
+    from ..view import open_view
+
+    is_run = first.event.startswith("thread.run.") and isinstance(first.data, dict)
+    run = first.data if is_run else {}
+    assistant = str(run.get("assistant_id") or "")
+    parts = assistant.split("/")  # runs name agents local/<name>/<version>
+    return open_view(
+        display,
+        agent_name=parts[1] if len(parts) == 3 and parts[0] == "local" else assistant,
+        show_streaming_message=show_streaming_message,
+        model=str(run.get("model") or ""),
+        on_stop=on_stop,
+    )

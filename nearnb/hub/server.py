@@ -194,12 +194,13 @@ def start(
     """Start a hub in the background of this process and return its URL.
 
     ``port=None`` takes 8081, or any free port if 8081 is busy (the URL says
-    which). Calling it again returns the running hub. The hub stops when the
+    which); ``port=0`` takes any free port. Calling it again without naming
+    another port returns the running hub. The hub stops when the
     interpreter (the kernel) exits, or with :func:`stop`.
     """
     with _lock:
         for hub in _started:
-            if hub.running and hub.host == host and port in (None, hub.port):
+            if hub.running and hub.host == host and port in (None, 0, hub.port):
                 return hub.url
         try:
             hub = HubServer(

@@ -13,21 +13,27 @@ __version__ = "0.1.0"
 
 #: public name -> module that defines it
 _EXPORTS = {
-    "run_agent": "nearnb.runs",
+    "run_agent": "nearnb.api",  # the display-aware run (views live in nearnb.view)
+    "render": "nearnb.api",
     "start_run": "nearnb.runs",
     "RunResult": "nearnb.runs",
     "RunHandle": "nearnb.runs",
+    "attach": "nearnb.hub.client",
     "Environment": "nearnb.environment",
     "StreamHandler": "nearnb.environment",
     "Store": "nearnb.store",
     "RunState": "nearnb.reducer",
     "Event": "nearnb.events",
 }
+#: subpackages reachable as attributes (``nearnb.hub.start()``) without an import
+_SUBPACKAGES = ("hub", "view", "providers")
 
-__all__ = sorted([*_EXPORTS, "__version__"])
+__all__ = sorted([*_EXPORTS, *_SUBPACKAGES, "__version__"])
 
 
 def __getattr__(name: str) -> Any:
+    if name in _SUBPACKAGES:
+        return import_module(f"nearnb.{name}")
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'nearnb' has no attribute {name!r}")

@@ -216,3 +216,14 @@ def test_graceful_hub_stop_ends_streams_without_done() -> None:
     assert time.monotonic() - started < 3
     assert frames and "done" not in frames
     gate.set()
+
+
+def test_expired_event_log_is_410_and_attach_says_so(hub: HubServer) -> None:
+    from nearnb.hub.client import RunNotFound, attach
+
+    run = FakeRun(3).complete()
+    assert run.store.expire_events(older_than=0, at=time.time() + 1) == run.total
+    response = httpx.get(hub.url + run.stream_path())
+    assert response.status_code == 410 and "expired" in response.json()["error"]["message"]
+    with pytest.raises(RunNotFound, match="expired"):
+        attach(hub.url + run.stream_path(), display="none")

@@ -1,4 +1,4 @@
-"""Views of a run: one renderer contract, four ways to show it.
+"""Views of a run: one renderer contract, four ways to show it (or none).
 
 Every view is fed the same thing - the run's ordered :class:`~nearnb.events.Event`
 stream - and keeps its own :class:`~nearnb.reducer.RunState`. So a live local
@@ -45,8 +45,8 @@ from typing import Any, Protocol
 from ..events import Event
 from .bundle import RunInfo
 
+#: Display modes; :func:`choose_display` also accepts ``"auto"`` (= ``None``).
 DISPLAY_MODES = ("widget", "handle", "plain", "terminal", "none")
-#: Also accepted by :func:`choose_display`: ``"auto"`` (= ``None``).
 DISPLAY_ENV = "NEARNB_DISPLAY"
 
 

@@ -303,7 +303,7 @@ class WidgetRenderer(Renderer):
                 self._live = None
                 continue
             self._drop_live()  # a newer message started (and ended) since the last render
-            if message.role == "assistant" and not message.hidden:
+            if message.role == "assistant":
                 block = self._markdown(message.text)
                 self.transcript.children = (*self.transcript.children, block)
         streaming = state.streaming

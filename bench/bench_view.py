@@ -42,7 +42,13 @@ import ipywidgets as widgets  # noqa: E402
 
 from nearnb.view import RunInfo  # noqa: E402
 from nearnb.view.sink import RecordingSink  # noqa: E402
-from nearnb.view.testing import EventFactory, recording_comms  # noqa: E402
+from nearnb.view.testing import (  # noqa: E402
+    EventFactory,
+    ManualClock,
+    busiest_second,
+    feed_paced,
+    recording_comms,
+)
 from nearnb.view.widget import WidgetRenderer  # noqa: E402
 
 WORDS = (
@@ -86,23 +92,8 @@ class Result:
         )
 
 
-def _peak(times: list[float]) -> int:
-    """Most events inside any 1-second window."""
-    best, lo = 0, 0
-    for hi, t in enumerate(times):
-        while t - times[lo] >= 1.0:
-            lo += 1
-        best = max(best, hi - lo + 1)
-    return best
-
-
 def run_nearnb(chunks: list[str], rate: float) -> Result:
-    now = [0.0]
-
-    def clock() -> float:
-        return now[0]
-
-    step = 1.0 / rate
+    clock = ManualClock()
     with recording_comms(clock) as log:
         factory = EventFactory(clock=clock)
         view = WidgetRenderer(
@@ -112,25 +103,18 @@ def run_nearnb(chunks: list[str], rate: float) -> Result:
             autoflush=False,
         )
         log.clear()  # count only the stream, not building the empty view
-        flush_times: list[float] = []
         started = time.process_time()
-        for event in [*factory.start(), *factory.streamed_message(chunks), *factory.end()]:
-            before = view.throttle.flushes
-            view(event)
-            view.tick()  # what the timer thread does when a flush falls due
-            if view.throttle.flushes != before:
-                flush_times.append(now[0])
-            if event.event == "thread.message.delta":
-                now[0] += step
+        events = [*factory.start(), *factory.streamed_message(chunks), *factory.end()]
+        refreshes = feed_paced(view, clock, events, rate=rate)
         view.finish()
         cpu = time.process_time() - started
-    text = "".join(chunks)
+    duration = len(chunks) / rate
     return Result(
         "nearnb",
-        len(text),
-        now[0],
-        len(flush_times),
-        _peak(flush_times),
+        len("".join(chunks)),
+        duration,
+        len(refreshes),
+        busiest_second(refreshes),
         log.count(),
         log.bytes,
         cpu,
@@ -140,23 +124,20 @@ def run_nearnb(chunks: list[str], rate: float) -> Result:
 def run_naive(chunks: list[str], rate: float, limit: int | None = None) -> Result:
     """Per-delta full-value updates. ``limit`` extrapolates the O(n^2) bytes
     from the first ``limit`` deltas when the full run would take too long."""
-    now = [0.0]
-    with recording_comms(lambda: now[0]) as log:
+    with recording_comms() as log:
         view = widgets.HTML()
         log.clear()
-        text, times = "", []
+        text = ""
         started = time.process_time()
         for i, chunk in enumerate(chunks[:limit] if limit else chunks, 1):
             text += chunk
             view.value = f"<b>{i} deltas</b><pre>{html.escape(text)}</pre>"
-            times.append(now[0])
-            now[0] += 1.0 / rate
         cpu = time.process_time() - started
     full = "".join(chunks)
     sent = log.bytes
     if limit and limit < len(chunks):  # bytes grow with the square of the position
         sent = int(sent * (len(chunks) / limit) ** 2)
-    peak = min(len(chunks), round(rate)) if limit else _peak(times)  # one update per delta
+    peak = min(len(chunks), round(rate))  # one update per delta
     return Result("naive", len(full), len(chunks) / rate, len(chunks), peak, len(chunks), sent, cpu)
 
 

@@ -8,23 +8,14 @@ from nearnb.reducer import reduce
 from nearnb.view import choose_display
 from nearnb.view.blocks import freeze_point
 from nearnb.view.bundle import RunInfo, final_bundle
-from nearnb.view.testing import EventFactory
+from nearnb.view.testing import EventFactory, ManualClock
 from nearnb.view.throttle import Throttle
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
 
 # -------------------------------------------------------------------- throttle
 
 
 def test_throttle_renders_first_then_at_most_once_per_interval() -> None:
-    clock = FakeClock()
+    clock = ManualClock()
     throttle = Throttle(0.1, clock)
     assert throttle.offer()
     throttle.flushed()
@@ -38,7 +29,7 @@ def test_throttle_renders_first_then_at_most_once_per_interval() -> None:
 
 
 def test_throttle_boundaries_render_at_once() -> None:
-    clock = FakeClock()
+    clock = ManualClock()
     throttle = Throttle(0.1, clock)
     throttle.offer()
     throttle.flushed()

@@ -21,7 +21,7 @@ from nearnb.view.handle import TAIL_CHARS, HandleRenderer
 from nearnb.view.plain import PlainRenderer
 from nearnb.view.sink import RecordingSink
 from nearnb.view.terminal import TerminalRenderer
-from nearnb.view.testing import EventFactory, recording_comms
+from nearnb.view.testing import EventFactory, ManualClock, recording_comms
 from tests.agent_helpers import make_agent, use_scripted_provider
 from tests.support.openai_server import Reply, ScriptedOpenAI
 
@@ -29,14 +29,6 @@ TWO_REPLIES = (
     "env.add_reply(env.completion(env.list_messages(), stream=True))\n"
     "env.add_reply(env.completion(env.list_messages(), stream=True))\n"
 )
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture
@@ -59,7 +51,7 @@ def sample_run(factory: EventFactory) -> list:
 
 
 def test_handle_view_updates_in_place_and_ends_static() -> None:
-    clock, sink = FakeClock(), RecordingSink()
+    clock, sink = ManualClock(), RecordingSink()
     view = HandleRenderer(RunInfo(agent_name="a"), sink=sink, clock=clock, autoflush=False)
     factory = EventFactory(clock=clock)
     msg_id, created = factory.message_created()

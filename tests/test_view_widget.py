@@ -17,7 +17,15 @@ import pytest
 
 from nearnb.view import RunInfo
 from nearnb.view.sink import RecordingSink
-from nearnb.view.testing import EventFactory, WireLog, click, recording_comms
+from nearnb.view.testing import (
+    EventFactory,
+    ManualClock,
+    WireLog,
+    busiest_second,
+    click,
+    feed_paced,
+    recording_comms,
+)
 from nearnb.view.widget import (
     WIDGET_VIEW_MIME,
     AppendTree,
@@ -28,27 +36,19 @@ from nearnb.view.widget import (
 PARAGRAPH = "Virtue is knowledge, said Socrates, and nobody errs willingly. " * 8
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def wire(clock: FakeClock) -> Iterator[WireLog]:
+def wire(clock: ManualClock) -> Iterator[WireLog]:
     with recording_comms(clock) as log:
         yield log
 
 
 def make_view(
-    clock: FakeClock, *, show: bool = True, on_stop: Any = None, sink: RecordingSink | None = None
+    clock: ManualClock, *, show: bool = True, on_stop: Any = None, sink: RecordingSink | None = None
 ) -> WidgetRenderer:
     info = RunInfo(
         agent_name="streaming-example", model="local::smollm2", show_streaming_message=show
@@ -71,23 +71,11 @@ def long_answer(n_deltas: int) -> list[str]:
     return chunks_of(text)[:n_deltas]
 
 
-def stream(
-    view: WidgetRenderer, clock: FakeClock, events: Any, *, rate: float = 1000.0
+def feed(
+    view: WidgetRenderer, clock: ManualClock, events: Any, *, rate: float = 1000.0
 ) -> list[float]:
-    """Feed events at ``rate`` deltas/s, ticking as the timer thread would; return flush times."""
-    flushes: list[float] = []
-    for event in events:
-        before = view.throttle.flushes
-        view(event)
-        view.tick()
-        if view.throttle.flushes != before:
-            flushes.append(clock.now)
-        if event.event == "thread.message.delta":
-            clock.now += 1.0 / rate
-    clock.now += 1.0  # the timer thread's trailing flush of whatever is pending
-    if view.tick():
-        flushes.append(clock.now)
-    return flushes
+    """Feed events at ``rate`` deltas/s; the refresh times."""
+    return feed_paced(view, clock, events, rate=rate)
 
 
 def counter_values(wire: WireLog, counter_id: str) -> list[int]:
@@ -106,29 +94,20 @@ def markdown_children(wire: WireLog) -> list[str]:
     ]
 
 
-def peak_per_second(times: list[float]) -> int:
-    best, lo = 0, 0
-    for hi, t in enumerate(times):
-        while t - times[lo] >= 1.0:
-            lo += 1
-        best = max(best, hi - lo + 1)
-    return best
-
-
 # ----------------------------------------------------------------- rate, bytes
 
 
-def test_update_rate_is_bounded_whatever_the_delta_rate(clock: FakeClock, wire: WireLog) -> None:
+def test_update_rate_is_bounded_whatever_the_delta_rate(clock: ManualClock, wire: WireLog) -> None:
     view = make_view(clock)
     factory = EventFactory(clock=clock)
     events = [*factory.start(), *factory.streamed_message(long_answer(5000)), *factory.end()]
-    flushes = stream(view, clock, events, rate=2000.0)
+    flushes = feed(view, clock, events, rate=2000.0)
     view.finish()
-    assert peak_per_second(flushes) <= 20
+    assert busiest_second(flushes) <= 20
     assert len(flushes) >= 30  # and it does refresh while streaming (~15/s over 2.5 s)
 
 
-def test_bytes_grow_linearly_for_a_20000_delta_stream(clock: FakeClock, wire: WireLog) -> None:
+def test_bytes_grow_linearly_for_a_20000_delta_stream(clock: ManualClock, wire: WireLog) -> None:
     """O(n): twice the stream costs about twice the bytes (a naive view: 4x)."""
     sent = {}
     for n in (10_000, 20_000):
@@ -138,7 +117,7 @@ def test_bytes_grow_linearly_for_a_20000_delta_stream(clock: FakeClock, wire: Wi
         factory = EventFactory(clock=clock)
         chunks = long_answer(n)
         events = [*factory.start(), *factory.streamed_message(chunks), *factory.end()]
-        stream(view, clock, events, rate=5000.0)
+        feed(view, clock, events, rate=5000.0)
         view.finish()
         sent[n] = (wire.bytes, len("".join(chunks)))
     bytes_20k, text_20k = sent[20_000]
@@ -146,13 +125,13 @@ def test_bytes_grow_linearly_for_a_20000_delta_stream(clock: FakeClock, wire: Wi
     assert bytes_20k < 3 * text_20k
 
 
-def test_final_counter_equals_the_true_delta_count(clock: FakeClock, wire: WireLog) -> None:
+def test_final_counter_equals_the_true_delta_count(clock: ManualClock, wire: WireLog) -> None:
     sink = RecordingSink()
     view = make_view(clock, sink=sink)
     counter_id = view.counter.comm.comm_id
     factory = EventFactory(clock=clock)
     events = [*factory.start(), *factory.streamed_message(long_answer(20_000)), *factory.end()]
-    stream(view, clock, events, rate=10_000.0)
+    feed(view, clock, events, rate=10_000.0)
     view.finish()
     values = counter_values(wire, counter_id)
     assert values[-1] == 20_000
@@ -165,17 +144,17 @@ def test_final_counter_equals_the_true_delta_count(clock: FakeClock, wire: WireL
 # ----------------------------------------------------- what is shown, and when
 
 
-def test_streaming_text_is_shown_live(clock: FakeClock, wire: WireLog) -> None:
+def test_streaming_text_is_shown_live(clock: ManualClock, wire: WireLog) -> None:
     view = make_view(clock, show=True)
     factory = EventFactory(clock=clock)
     msg_id, created = factory.message_created()
-    stream(view, clock, [*factory.start(), created, factory.delta(msg_id, "Know <thyself>")])
+    feed(view, clock, [*factory.start(), created, factory.delta(msg_id, "Know <thyself>")])
     assert view._live is not None
     assert view._live.tail.value == "Know &lt;thyself&gt;"
 
 
 def test_only_the_counter_moves_when_show_streaming_message_is_false(
-    clock: FakeClock, wire: WireLog
+    clock: ManualClock, wire: WireLog
 ) -> None:
     sink = RecordingSink()
     view = make_view(clock, show=False, sink=sink)
@@ -183,7 +162,7 @@ def test_only_the_counter_moves_when_show_streaming_message_is_false(
     factory = EventFactory(clock=clock)
     msg_id, created = factory.message_created()
     words = ["private ", "draft ", "words"]
-    stream(
+    feed(
         view,
         clock,
         [*factory.start(), created, *(factory.delta(msg_id, w) for w in words)],
@@ -191,20 +170,20 @@ def test_only_the_counter_moves_when_show_streaming_message_is_false(
     )
     assert "draft" not in json.dumps(wire.messages)
     assert counter_values(wire, counter_id)[-1] == 3
-    stream(view, clock, [factory.message_done(msg_id, "".join(words)), *factory.end()])
+    feed(view, clock, [factory.message_done(msg_id, "".join(words)), *factory.end()])
     assert markdown_children(wire) == ["private draft words"]  # complete, as Markdown
     view.finish()
     assert "private draft words" in sink.final[0][0]["text/markdown"]
 
 
 def test_streaming_text_is_replaced_when_the_next_message_starts(
-    clock: FakeClock, wire: WireLog
+    clock: ManualClock, wire: WireLog
 ) -> None:
     """An intermediate (hidden) streamed message stays visible until the next
     message starts, then gives way; answers stay in the transcript."""
     view = make_view(clock)
     factory = EventFactory(clock=clock)
-    stream(
+    feed(
         view,
         clock,
         [
@@ -215,11 +194,11 @@ def test_streaming_text_is_replaced_when_the_next_message_starts(
     assert "Notes: be brief" in view._live.tail.value
     draft_box = view._live.box
     msg_id, created = factory.message_created()
-    stream(view, clock, [created, factory.delta(msg_id, "Virtue is")])
+    feed(view, clock, [created, factory.delta(msg_id, "Virtue is")])
     assert draft_box.comm is None  # the draft's widgets are closed
     assert view.live.children == (view._live.box,)
     assert view._live.tail.value == "Virtue is"
-    stream(
+    feed(
         view,
         clock,
         [
@@ -233,7 +212,7 @@ def test_streaming_text_is_replaced_when_the_next_message_starts(
 
 
 def test_completed_paragraphs_become_static_markdown_children(
-    clock: FakeClock, wire: WireLog
+    clock: ManualClock, wire: WireLog
 ) -> None:
     """Only the tail after the last complete paragraph is re-sent."""
     view = make_view(clock)
@@ -241,7 +220,7 @@ def test_completed_paragraphs_become_static_markdown_children(
     text = "".join(long_answer(600))
     msg_id, created = factory.message_created()
     events = [*factory.start(), created, *(factory.delta(msg_id, c) for c in chunks_of(text))]
-    stream(view, clock, events, rate=100.0)
+    feed(view, clock, events, rate=100.0)
     frozen = markdown_children(wire)
     assert len(frozen) >= 3
     paragraphs = text.split("\n\n")
@@ -255,7 +234,7 @@ def test_completed_paragraphs_become_static_markdown_children(
 
 
 def test_the_final_bundle_is_static_markdown_with_run_metadata(
-    clock: FakeClock, wire: WireLog
+    clock: ManualClock, wire: WireLog
 ) -> None:
     sink = RecordingSink()
     view = make_view(clock, sink=sink)
@@ -266,7 +245,7 @@ def test_the_final_bundle_is_static_markdown_with_run_metadata(
         *factory.streamed_message(["Plato: ", "the Forms."]),
         *factory.end(),
     ]
-    stream(view, clock, events)
+    feed(view, clock, events)
     first = sink.calls[0]
     assert first[0] == "show" and WIDGET_VIEW_MIME in first[1]
     view.finish()
@@ -292,7 +271,7 @@ def test_the_final_bundle_is_static_markdown_with_run_metadata(
     assert opened <= closed
 
 
-def test_errors_show_inline_with_an_expandable_traceback(clock: FakeClock, wire: WireLog) -> None:
+def test_errors_show_inline_with_an_expandable_traceback(clock: ManualClock, wire: WireLog) -> None:
     sink = RecordingSink()
     view = make_view(clock, sink=sink)
     factory = EventFactory(clock=clock)
@@ -306,7 +285,7 @@ def test_errors_show_inline_with_an_expandable_traceback(clock: FakeClock, wire:
             metadata={"nearnb.traceback": trace},
         ),
     ]
-    stream(view, clock, events)
+    feed(view, clock, events)
     assert view.error.layout.display is None
     assert "ValueError: &lt;boom&gt;" in view.error.value
     assert "<details><summary>Traceback</summary>" in view.error.value
@@ -321,12 +300,12 @@ def test_errors_show_inline_with_an_expandable_traceback(clock: FakeClock, wire:
 # ------------------------------------------------------------------------ Stop
 
 
-def test_stop_click_cancels_once_and_shows_cancelling(clock: FakeClock, wire: WireLog) -> None:
+def test_stop_click_cancels_once_and_shows_cancelling(clock: ManualClock, wire: WireLog) -> None:
     calls: list[str] = []
     view = make_view(clock, on_stop=lambda: calls.append(threading.current_thread().name))
     button_id = view.stop_button.comm.comm_id
     factory = EventFactory(clock=clock)
-    stream(view, clock, factory.start())
+    feed(view, clock, factory.start())
     clicker = threading.Thread(target=click, args=(view.stop_button,), name="subshell-x")
     clicker.start()
     clicker.join()
@@ -335,11 +314,11 @@ def test_stop_click_cancels_once_and_shows_cancelling(clock: FakeClock, wire: Wi
     assert 'data-status="cancelling"' in view.header.value
     # disabled + new label went out as one message (hold_sync)
     assert {"disabled": True, "description": "Stopping…"} in wire.updates(button_id)
-    stream(view, clock, factory.end("cancelled"))
+    feed(view, clock, factory.end("cancelled"))
     assert 'data-status="cancelled"' in view.header.value
 
 
-def test_stop_button_is_disabled_without_a_canceller(clock: FakeClock, wire: WireLog) -> None:
+def test_stop_button_is_disabled_without_a_canceller(clock: ManualClock, wire: WireLog) -> None:
     view = make_view(clock)
     assert view.stop_button.disabled
 

@@ -209,3 +209,50 @@ class EventFactory:
 
     def end(self, status: str = "completed", **extra: Any) -> list[Any]:
         return [self.run(status, **extra), self.event("done", "[DONE]")]
+
+
+class ManualClock:
+    """A clock that moves only when told: ``clock.now += 0.5``."""
+
+    def __init__(self, now: float = 0.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def feed_paced(view: Any, clock: ManualClock, events: Any, *, rate: float) -> list[float]:
+    """Feed ``events`` to ``view`` as if deltas arrived at ``rate`` per second.
+
+    After each event ``view.tick()`` runs, as the view's timer thread would
+    once a deferred refresh falls due; at the end the clock jumps ahead for
+    the trailing refresh. Returns the clock time of every refresh.
+    """
+    refreshes: list[float] = []
+
+    def note(before: int) -> None:
+        if view.throttle.flushes != before:
+            refreshes.append(clock.now)
+
+    for event in events:
+        before = view.throttle.flushes
+        view(event)
+        view.tick()
+        note(before)
+        if event.event == "thread.message.delta":
+            clock.now += 1.0 / rate
+    clock.now += 1.0
+    before = view.throttle.flushes
+    view.tick()
+    note(before)
+    return refreshes
+
+
+def busiest_second(times: list[float]) -> int:
+    """The most ``times`` inside any one-second window (sorted input)."""
+    best, lo = 0, 0
+    for hi, t in enumerate(times):
+        while t - times[lo] >= 1.0:
+            lo += 1
+        best = max(best, hi - lo + 1)
+    return best

@@ -156,14 +156,18 @@ def _render_handle(
     agent = handle.agent
     if show_streaming_message is None:
         show_streaming_message = bool(getattr(agent, "show_streaming_message", True))
-    renderer = open_view(
-        mode,
-        agent_name=agent_name or getattr(agent, "name", ""),
-        show_streaming_message=show_streaming_message,
-        model=model,
-        on_stop=handle.cancel,
-        placeholder=not wait,
-    )
+    try:
+        renderer = open_view(
+            mode,
+            agent_name=agent_name or getattr(agent, "name", ""),
+            show_streaming_message=show_streaming_message,
+            model=model,
+            on_stop=handle.cancel,
+            placeholder=not wait,
+        )
+    except BaseException:  # no view, no waiter: do not leave the run going unseen
+        handle.cancel("view failed")
+        raise
     if not wait:
 
         def follow(event: Event) -> None:

@@ -58,6 +58,7 @@ def test_fallback_can_be_forbidden(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_simple_and_intermediate_examples() -> None:
     simple = run_agent(EXAMPLES / "simple-agent", "What is 2+2?")
     assert simple.status == "completed" and simple.deltas == 0 and simple.messages[0].text.strip()
+    assert simple.notice and "No provider credentials are set" in simple.notice
     inter = run_agent(EXAMPLES / "intermediate-example", "Why is the sky blue?")
     assert inter.status == "completed" and len(inter.messages) == 1
     hidden = [m for m in Store().list_messages(inter.thread_id) if m.hidden]

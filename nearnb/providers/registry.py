@@ -250,8 +250,9 @@ def resolve(
         or (provider or "").strip().lower()
         or (defaults_provider or "").strip().lower()
         or str(defaults.get("provider") or "").strip().lower()
-        or (NEAR_DEFAULT_PROVIDER if arg_model else _auto_provider(config))
     )
+    chosen_automatically = not name
+    name = name or (NEAR_DEFAULT_PROVIDER if arg_model else _auto_provider(config))
     asked_for = arg_provider or (provider or "").strip().lower()
     if env_model:
         wanted = env_model
@@ -261,7 +262,16 @@ def resolve(
         wanted = arg_model
 
     if name == LOCAL:
-        return _local(wanted, notice=None)
+        # Nobody asked for the embedded model: it stands in because no provider has
+        # credentials, and the user should know their answers come from a 135M model.
+        notice = (
+            f"No provider credentials are set; using the embedded model "
+            f"local::{local_provider().model_name}. Set OPENAI_API_KEY or FIREWORKS_API_KEY, "
+            "or configure a provider, for a larger model."
+            if chosen_automatically
+            else None
+        )
+        return _local(wanted, notice=notice)
     spec = provider_spec(name, config)
     problem = spec.missing()
     if problem is not None:

@@ -4,7 +4,7 @@ One file, ``$NEARNB_HOME/nearnb.db``, in WAL mode so a hub process can read a
 run's event log while a notebook kernel is still writing it. It holds threads,
 messages, runs and each run's full event log in sequence order; the log is
 what the hub replays. Logs of finished runs expire (default 24 h); messages
-are kept.
+are kept. The lifetime is ``event_ttl`` seconds, else ``$NEARNB_EVENT_TTL``.
 
 Objects are stored as their OpenAI JSON plus the few columns that queries
 need, so what goes in is exactly what comes out.
@@ -13,6 +13,7 @@ need, so what goes in is exactly what comes out.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -72,9 +73,11 @@ class Store:
     processes may open the same file (WAL, busy timeout).
     """
 
-    def __init__(self, path: str | Path | None = None, *, event_ttl: float = DEFAULT_EVENT_TTL):
+    def __init__(self, path: str | Path | None = None, *, event_ttl: float | None = None):
         self.path = Path(path) if path is not None else home() / "nearnb.db"
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        if event_ttl is None:
+            event_ttl = float(os.environ.get("NEARNB_EVENT_TTL") or DEFAULT_EVENT_TTL)
         self.event_ttl = event_ttl
         self._lock = threading.RLock()
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
@@ -83,6 +86,9 @@ class Store:
         self._db.execute("PRAGMA busy_timeout=10000")
         with self._lock:
             self._db.executescript(_SCHEMA)  # executescript manages its own transaction
+        # Housekeeping on open is enough: every kernel, CLI run and hub opens a store,
+        # and an expired log only costs disk until then.
+        self.expire_events()
 
     def close(self) -> None:
         with self._lock:

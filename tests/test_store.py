@@ -132,3 +132,18 @@ def test_store_is_thread_safe(tmp_path: Path) -> None:
     for t in threads:
         t.join()
     assert len(store.list_messages(tid)) == 200
+
+
+def test_finished_logs_expire_when_a_store_opens(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "s.db"
+    store = Store(path)
+    tid = store.create_thread().id
+    run = Run(id=new_id("run"), created_at=1, thread_id=tid, assistant_id="a", status="completed")
+    store.save_run(run)
+    store.append_events([Event(seq=1, event="done", data="[DONE]", run_id=run.id, thread_id=tid)])
+    assert len(Store(path).events(run.id)) == 1  # default: kept for 24 h
+    monkeypatch.setenv("NEARNB_EVENT_TTL", "0")
+    assert Store(path).events(run.id) == []  # configured: gone at the next open
+    assert Store(path).get_run(run.id).status == "completed"

@@ -53,7 +53,9 @@ def test_updating_a_message_keeps_its_place(tmp_path: Path) -> None:
     tid = store.create_thread().id
     first = store.save_message(make_message(tid, "a"))
     store.save_message(make_message(tid, "b"))
-    store.save_message(first.model_copy(update={"content": text_content("a2")}))
+    store.save_message(
+        Message.model_validate({**first.model_dump(), "content": text_content("a2")})
+    )
     assert [m.text for m in store.list_messages(tid)] == ["a2", "b"]
 
 

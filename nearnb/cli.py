@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import TextIO
 
-from .agents import AgentError, load_agent
+from .agents import Agent, AgentError, load_agent
 from .runs import RunResult, start_run
 
 
@@ -60,12 +60,15 @@ def _run_once(
     args: argparse.Namespace, message: str, thread_id: str | None, out: TextIO
 ) -> RunResult:
     renderer: Callable | None = None
+    agent = args.agent if isinstance(args.agent, Agent) else load_agent(args.agent)
     if args.stream:
         from .view.terminal import TerminalRenderer
 
-        renderer = TerminalRenderer(stream=out)
+        # Unlike NEAR's CLI we honour show_streaming_message: an agent that marks
+        # its intermediate completions as not user-facing gets only its answers.
+        renderer = TerminalRenderer(stream=out, show_streaming_message=agent.show_streaming_message)
     handle = start_run(
-        args.agent,
+        agent,
         message,
         thread_id=thread_id,
         model=args.model,

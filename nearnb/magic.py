@@ -196,28 +196,6 @@ def _one_line(exc: BaseException) -> str:
     return text[0] if text else type(exc).__name__
 
 
-def result_repr(result: Any, printer: Any, cycle: bool) -> None:
-    """``Out[n]`` for a RunResult: one line, since the view shows the answers."""
-    if cycle:
-        printer.text("RunResult(...)")
-        return
-    answers = len(result.messages)
-    parts = [
-        result.status,
-        result.agent,
-        result.model,
-        f"{answers} answer{'s' * (answers != 1)}",
-        f"{result.deltas:,} deltas",
-        f"thread_id={result.thread_id}",
-        f"run_id={result.run_id}",
-    ]
-    if result.error:
-        parts.append(f"error={_one_line(Exception(result.error))!r}")
-    printer.text("<RunResult " + " · ".join(p for p in parts if p) + ">")
-
-
 def load_ipython_extension(ipython: Any) -> None:
-    """``%load_ext nearnb``: register the magics and the RunResult repr."""
+    """``%load_ext nearnb``: register the magics (RunResult's repr is its own)."""
     ipython.register_magics(NearAgentMagics(ipython))
-    formatter = ipython.display_formatter.formatters["text/plain"]
-    formatter.for_type_by_name("nearnb.runs", "RunResult", result_repr)

@@ -84,6 +84,23 @@ class RunResult:
     traceback: str | None = field(default=None, repr=False)
     notice: str | None = None
 
+    def __repr__(self) -> str:
+        """One line (also ``Out[n]``): the view already shows the answers."""
+        answers = len(self.messages)
+        parts = [
+            self.status,
+            self.agent,
+            self.model,
+            f"{answers} answer{'s' * (answers != 1)}",
+            f"{self.deltas:,} deltas",
+            f"thread_id={self.thread_id}",
+            f"run_id={self.run_id}",
+        ]
+        if self.error:
+            first_line = self.error.strip().splitlines()[0] if self.error.strip() else ""
+            parts.append(f"error={first_line!r}")
+        return "<RunResult " + " · ".join(p for p in parts if p) + ">"
+
     @property
     def text(self) -> str:
         """The user-facing answers, separated by blank lines."""
@@ -151,7 +168,9 @@ class RunContext:
         self._seq = 0
         self._closed = False
         self._subscribers: list[EventCallback] = []
-        self._writer = EventWriter(store)
+        # 20 ms batches: a hub in another process tails this log, so the batch
+        # interval is its latency floor (p99 < 50 ms target); still few transactions.
+        self._writer = EventWriter(store, interval=0.02)
         self._handlers: list[StreamHandler] = []
         self._resolved: dict[str, Resolved] = {}
         self._notices: set[str] = set()

@@ -11,6 +11,9 @@ get the live widget.
 ``NEARNB_HOME`` in a ``tempfile.TemporaryDirectory``, which removes itself when a kernel
 shuts down cleanly; nbval kills its kernels instead, so without this they would pile up.
 
+Every notebook cell is marked ``local_model`` (the notebooks run the embedded model), so
+``-m "not local_model"`` leaves them out of a quick run, as it does the other model tests.
+
 The sanitizers in ``sanitize.cfg`` are used when ``--nbval-sanitize-with`` is not given, and
 a relative ``--nbval-sanitize-with`` is found from the repository root, so the tests behave
 the same from any working directory.
@@ -57,6 +60,17 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         shutil.rmtree(_tmpdir, ignore_errors=True)
 
 
+def _is_tutorial(item: pytest.Item) -> bool:
+    return item.path.suffix == ".ipynb" and item.path.parent == HERE
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects by marker
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if _is_tutorial(item):
+            item.add_marker(pytest.mark.local_model)
+
+
 @contextmanager
 def _environ(env: dict[str, str]) -> Iterator[None]:
     saved = dict(os.environ)
@@ -71,7 +85,7 @@ def _environ(env: dict[str, str]) -> Iterator[None]:
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_setup(item: pytest.Item) -> Iterator[None]:
-    if item.path.suffix != ".ipynb" or item.path.parent != HERE:
+    if not _is_tutorial(item):
         return (yield)
     with _environ({**kernel_env(), "TMPDIR": _tutorial_tmpdir()}):
         return (yield)

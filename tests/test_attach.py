@@ -30,6 +30,7 @@ from nearnb.hub.client import (
 )
 from nearnb.hub.server import HubServer
 from nearnb.hub.sse import encode_event
+from nearnb.reducer import reduce
 from tests.support.hub import CuttingProxy, FakeRun, HubProcess, running_hub, serve_app
 
 
@@ -75,15 +76,19 @@ def test_attach_follows_a_live_run_and_renders_every_event(hub: HubServer) -> No
 
 def test_attach_with_base_url_and_ids_and_legacy_framing(hub: HubServer) -> None:
     run = FakeRun(20).complete()
-    assert_complete(
-        attach(hub.url, thread_id=run.thread_id, run_id=run.run_id, display="none"), run
-    )
-    assert_complete(attach(hub.url + run.stream_path() + "?framing=near", display="none"), run)
+    stored = [e.at for e in run.store.events(run.run_id)]
+    result = attach(hub.url, thread_id=run.thread_id, run_id=run.run_id, display="none")
+    assert_complete(result, run)
+    assert [e.at for e in result.events] == stored
+    result = attach(hub.url + run.stream_path() + "?framing=near", display="none")
+    assert_complete(result, run)
+    assert [e.at for e in result.events] == stored  # timing=1 added, framing kept
 
 
 def test_replay_speed(hub: HubServer) -> None:
     run = FakeRun(40, interval=0.02).complete()  # ~0.8 s of original timing
-    span = run.store.events(run.run_id)[-1].at - run.store.events(run.run_id)[0].at
+    stored = run.store.events(run.run_id)
+    span = stored[-1].at - stored[0].at
     assert span > 0.7
     timings = {}
     for speed in (None, 4.0, 1.0):
@@ -91,8 +96,11 @@ def test_replay_speed(hub: HubServer) -> None:
         result = attach(hub.url + run.stream_path(), speed=speed, display="none")
         timings[speed] = time.monotonic() - started
         assert_complete(result, run)
-        # the original emit times survive the wire (the ``at:`` field)
-        assert [e.at for e in result.events] == [e.at for e in run.store.events(run.run_id)]
+        # the original emit times survive the wire (``nearnb_at``, asked with ?timing=1),
+        # and the data is the stored object without them
+        assert [e.at for e in result.events] == [e.at for e in stored]
+        assert reduce(result.events).elapsed == span
+        assert [e.data for e in result.events] == [e.data for e in stored]
     assert timings[None] < span / 4
     assert span / 4 * 0.9 <= timings[4.0] < span / 4 + 0.3
     assert span * 0.9 <= timings[1.0] < span + 0.4
@@ -174,12 +182,19 @@ GOOD = [
     ),
 ]
 GOOD_BYTES = b"".join(encode_event(e) for e in GOOD)
+DONE_BYTES = encode_event(
+    Event(seq=3, event="done", data="[DONE]", run_id="run_b", thread_id="thread_a")
+)
 BAD_TAILS = {
     "malformed": b"event: thread.message.delta\n\n",
     "nonjson": b"id: 3\nevent: thread.message.delta\ndata: {oops\n\n",
     "unknown": b'id: 3\nevent: thread.run.exploded\ndata: {"id": "run_b"}\n\n',
     "badid": b"id: three\nevent: thread.message.delta\ndata: {}\n\n",
+    "noid": b"event: thread.message.delta\ndata: {}\n\n",  # httpx-sse repeats id 2 for it
 }
+
+
+QUERIES: dict[str, list[str]] = {}  # the query strings each kind of stream was asked with
 
 
 def broken_hub() -> Starlette:
@@ -188,6 +203,7 @@ def broken_hub() -> Starlette:
     async def stream(request: Request) -> Response:
         kind = request.path_params["rid"]
         calls[kind] = calls.get(kind, 0) + 1
+        QUERIES.setdefault(kind, []).append(request.url.query)
         sse = "text/event-stream"
         if kind in BAD_TAILS:
             return Response(GOOD_BYTES + BAD_TAILS[kind], media_type=sse)
@@ -204,6 +220,18 @@ def broken_hub() -> Starlette:
                 return Response(GOOD_BYTES, media_type=sse)
             assert request.headers["last-event-id"] == "2"
             return Response("upstream gone", status_code=503)
+        if kind == "pings":  # sse-starlette's ": ping\n\n" and an id-only frame: nothing to apply
+            first, second = (encode_event(e) for e in GOOD)
+            body = first + b": ping\n\n" + second + b"id: 2\n\n: ping\n\n" + DONE_BYTES
+            return Response(body, media_type=sse)
+        if kind == "untimed":  # a hub that ignores ?timing=1: standard frames, 0.1 s apart
+
+            async def frames() -> AsyncIterator[bytes]:
+                for frame in (*(encode_event(e) for e in GOOD), DONE_BYTES):
+                    yield frame
+                    await asyncio.sleep(0.1)
+
+            return StreamingResponse(frames(), media_type=sse)
         if kind == "near":  # NEAR's real hub: no ids, no done, never closes the stream
 
             async def body() -> AsyncIterator[bytes]:
@@ -237,6 +265,7 @@ def attach_broken(base: str, kind: str, **kwargs) -> None:  # noqa: ANN003
         ("nonjson", "not JSON"),
         ("unknown", "unknown event name 'thread.run.exploded'"),
         ("badid", "not a sequence number"),
+        ("noid", "no id of its own after id 2"),
     ],
 )
 def test_bad_frames_fail_clearly_and_keep_what_arrived(
@@ -289,6 +318,37 @@ def test_near_hub_without_ids_or_done_ends_at_its_terminal_event(broken: str) ->
     assert [e.event for e in result.events][-1] == "thread.run.completed"
 
 
+def test_empty_dispatches_are_skipped_not_malformed(broken: str) -> None:
+    """httpx-sse yields an empty event for an id-only frame and for every blank line once an id
+    was seen (e.g. sse-starlette's default keepalive); they are nothing to apply."""
+    result = attach(f"{broken}/v1/threads/thread_a/stream/pings", display="none")
+    assert [e.seq for e in result.events] == [1, 2, 3] and result.deltas == 1
+
+
+@pytest.mark.parametrize("speed", [None, 1.0])
+def test_a_hub_without_timing_still_replays_at_receipt_times(
+    broken: str, speed: float | None
+) -> None:
+    """``timing=1`` is asked for (other parameters kept); a hub that ignores it sends no
+    emit times, and the events get their receipt times instead."""
+    QUERIES.pop("untimed", None)
+    started = time.time()
+    result = attach(
+        f"{broken}/v1/threads/thread_a/stream/untimed?framing=near", speed=speed, display="none"
+    )
+    ended = time.time()
+    assert QUERIES["untimed"] == ["framing=near&timing=1"]
+    assert [e.event for e in result.events] == [
+        "thread.run.created",
+        "thread.message.delta",
+        "done",
+    ]
+    assert [e.data for e in result.events[:2]] == [e.data for e in GOOD]
+    ats = [e.at for e in result.events]
+    assert started <= ats[0] <= ats[1] <= ats[2] <= ended
+    assert ended - started < 2  # paced as the frames arrive (~0.3 s), never by a bogus clock
+
+
 def test_real_hub_401_and_404() -> None:
     run = FakeRun(1).complete()
     with running_hub(token="tok-123456") as server:
@@ -302,7 +362,6 @@ def test_real_hub_401_and_404() -> None:
 
 def test_attach_renders_through_the_same_view_as_the_stored_run(hub: HubServer) -> None:
     """A replayed run leaves the same static bundle as the run's own events rendered locally."""
-    from nearnb.reducer import reduce
     from nearnb.runs import RunResult
     from nearnb.view import open_view
     from nearnb.view.sink import RecordingSink

@@ -135,6 +135,29 @@ def test_near_legacy_framing_parses(hub: HubServer) -> None:
     assert text == run.text
 
 
+def test_default_stream_data_is_the_stored_object_and_timing_adds_nearnb_at(
+    hub: HubServer,
+) -> None:
+    run = FakeRun(5).complete()
+    stored = run.store.events(run.run_id)
+    url = hub.url + run.stream_path()
+    plain = read_stream(url)
+    assert [data for _, _, data in plain][-1] == "[DONE]"
+    assert [json.loads(data) for _, _, data in plain[:-1]] == [e.data for e in stored[:-1]]
+    assert "nearnb_at" not in "".join(data for _, _, data in plain)
+    timed = read_stream(url + "?timing=1")
+    assert [(i, event) for i, event, _ in timed] == [(i, event) for i, event, _ in plain]
+    assert [json.loads(data) for _, _, data in timed] == [
+        {**e.data, "nearnb_at": e.at} for e in stored[:-1]
+    ] + [{"nearnb_at": stored[-1].at}]  # done carries its time instead of [DONE]
+    near = read_stream(url + "?framing=near&timing=1")
+    assert [json.loads(data) for _, _, data in near] == [
+        {"event": e.event, "data": {**e.data, "nearnb_at": e.at}} for e in stored[:-1]
+    ] + [{"event": "done", "data": {"nearnb_at": stored[-1].at}}]
+    response = httpx.get(url + "?timing=yes")
+    assert response.status_code == 422 and response.json()["error"]["param"] == "timing"
+
+
 def test_stream_headers_retry_and_keepalive() -> None:
     with running_hub(keepalive=0.1) as server:
         gate = threading.Event()

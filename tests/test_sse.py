@@ -1,21 +1,28 @@
-"""The hub's SSE wire format: encoding, decoding, and reading frames back as events (no I/O)."""
+"""The hub's SSE wire format: encoding, and reading frames back as events (no I/O).
+
+Frames are decoded by httpx-sse's public API (``EventSource(response).iter_sse()``), as the
+attach client does; :func:`read_frame` interprets what it yields.
+"""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 
+import httpx
 import pytest
-from httpx_sse._decoders import SSEDecoder as HttpxSSEDecoder
+from httpx_sse import EventSource, ServerSentEvent
 
 from nearnb.events import Event, message_delta
 from nearnb.hub.sse import (
-    Frame,
-    SSEDecoder,
     SSEProtocolError,
+    describe,
     encode_event,
+    encode_row,
     keepalive_comment,
     read_frame,
     retry_field,
+    with_timing,
 )
 
 DELTA = Event(
@@ -29,30 +36,62 @@ DELTA = Event(
 DONE = Event(seq=9, event="done", data="[DONE]", run_id="run_1", thread_id="thread_1", at=1.5)
 
 
-def decode(raw: bytes, chunk: int | None = None) -> list[Frame]:
-    decoder = SSEDecoder()
-    text = raw.decode()
-    step = chunk or len(text) or 1
-    frames: list[Frame] = []
-    for i in range(0, len(text), step):
-        frames += decoder.feed(text[i : i + step])
-    return frames
+def decode(raw: bytes, chunk: int | None = None) -> list[ServerSentEvent]:
+    """Every event httpx-sse yields for ``raw``, fed in chunks of ``chunk`` bytes."""
+    step = chunk or len(raw) or 1
+    chunks: Iterable[bytes] = [raw[i : i + step] for i in range(0, len(raw), step)]
+    response = httpx.Response(
+        200, headers={"content-type": "text/event-stream"}, content=iter(chunks)
+    )
+    return list(EventSource(response).iter_sse())
 
 
-def test_official_frame_has_id_event_data_and_round_trips() -> None:
+def read_all(raw: bytes, chunk: int | None = None) -> list:
+    """read_frame over a stream, as the attach client does (previous id, empty events skipped)."""
+    out, previous = [], ""
+    for sse in decode(raw, chunk):
+        decoded = read_frame(sse, previous)
+        previous = sse.id
+        if decoded is not None:
+            out.append(decoded)
+    return out
+
+
+def test_official_frame_is_id_event_data_only_and_round_trips() -> None:
     raw = encode_event(DELTA)
     lines = raw.decode().split("\n")
     assert lines[:2] == ["id: 7", "event: thread.message.delta"]
+    assert [line.split(":")[0] for line in lines if line] == ["id", "event", "data"]
     assert raw.endswith(b"\n\n") and raw.count(b"\ndata: ") == 1
-    (frame,) = decode(raw)
-    decoded = read_frame(frame)
+    (decoded,) = read_all(raw)
     assert (decoded.name, decoded.seq, decoded.at, decoded.framing) == (
         "thread.message.delta",
         7,
-        1700000000.25,
+        None,  # no timing asked: no emit time on the wire
         "official",
     )
     assert decoded.data == DELTA.data
+
+
+def test_default_data_is_exactly_the_openai_object_and_timing_adds_nearnb_at() -> None:
+    (plain,) = decode(encode_event(DELTA))
+    assert json.loads(plain.data) == DELTA.data and "nearnb_at" not in plain.data
+    (timed,) = decode(encode_event(DELTA, timing=True))
+    assert json.loads(timed.data) == {**DELTA.data, "nearnb_at": 1700000000.25}
+    (decoded,) = read_all(encode_event(DELTA, timing=True))
+    assert decoded.at == 1700000000.25
+    assert decoded.data == DELTA.data  # nearnb_at popped: the stored object, nothing more
+
+
+def test_timing_splice_keeps_valid_json_and_the_exact_float() -> None:
+    at = 1718000000.1234567
+    assert json.loads(with_timing("{}", at)) == {"nearnb_at": at}
+    assert json.loads(with_timing('{"a":{"b":[1,{}]}}', at)) == {
+        "a": {"b": [1, {}]},
+        "nearnb_at": at,
+    }
+    assert with_timing('"[DONE]"', at) == '"[DONE]"' and with_timing("[1]", at) == "[1]"
+    assert json.loads(with_timing('{"x":1}', at))["nearnb_at"] == at  # repr round-trips
 
 
 def test_legacy_frame_is_near_envelope_without_event_line() -> None:
@@ -60,29 +99,41 @@ def test_legacy_frame_is_near_envelope_without_event_line() -> None:
     assert "event:" not in raw
     data_line = next(line for line in raw.split("\n") if line.startswith("data: "))
     assert json.loads(data_line[6:]) == {"event": "thread.message.delta", "data": DELTA.data}
-    decoded = read_frame(decode(raw.encode())[0])
+    (decoded,) = read_all(raw.encode())
     assert (decoded.name, decoded.framing, decoded.data) == (
         "thread.message.delta",
         "near",
         DELTA.data,
     )
+    timed = encode_event(DELTA, "near", timing=True).decode()
+    envelope = json.loads(next(x for x in timed.split("\n") if x.startswith("data: "))[6:])
+    assert set(envelope) == {"event", "data"}  # the time is in the event's object
+    assert envelope["data"]["nearnb_at"] == 1700000000.25
+    (decoded,) = read_all(timed.encode())
+    assert (decoded.at, decoded.data) == (1700000000.25, DELTA.data)
 
 
 def test_done_frames_in_both_framings() -> None:
-    assert b"event: done\nat: 1.5\ndata: [DONE]\n\n" in encode_event(DONE)
+    """``[DONE]`` by default; on a timed stream the done frame carries its time instead."""
+    assert encode_event(DONE) == b"id: 9\nevent: done\ndata: [DONE]\n\n"
     legacy = encode_event(DONE, "near")
-    assert b'data: {"event":"done","data":"[DONE]"}' in legacy
+    assert legacy == b'id: 9\ndata: {"event":"done","data":"[DONE]"}\n\n'
     for raw in (encode_event(DONE), legacy):
-        decoded = read_frame(decode(raw)[0])
-        assert (decoded.name, decoded.seq) == ("done", 9)
+        (decoded,) = read_all(raw)
+        assert (decoded.name, decoded.seq, decoded.at, decoded.data) == ("done", 9, None, "[DONE]")
+    timed = encode_event(DONE, timing=True)
+    assert timed == b'id: 9\nevent: done\ndata: {"nearnb_at":1.5}\n\n'
+    timed_legacy = encode_event(DONE, "near", timing=True)
+    assert timed_legacy == b'id: 9\ndata: {"event":"done","data":{"nearnb_at":1.5}}\n\n'
+    for raw in (timed, timed_legacy):
+        (decoded,) = read_all(raw)
+        assert (decoded.name, decoded.seq, decoded.at, decoded.data) == ("done", 9, 1.5, "[DONE]")
 
 
-def test_third_party_decoders_read_our_frames_and_ignore_at() -> None:
-    """httpx-sse (and so openai-python, a copy of it) sees exactly id/event/data."""
-    raw = (retry_field() + encode_event(DELTA) + keepalive_comment() + encode_event(DONE)).decode()
-    decoder = HttpxSSEDecoder()
-    lines = raw.split("\n")[:-1]  # the text ends with a newline: no line after it
-    events = [e for line in lines if (e := decoder.decode(line)) is not None]
+def test_third_party_decoders_read_our_frames() -> None:
+    """httpx-sse (and so openai-python, a copy of it) sees exactly id/event/data/retry."""
+    raw = retry_field() + encode_event(DELTA) + keepalive_comment() + encode_event(DONE)
+    events = decode(raw)
     assert [(e.id, e.event, e.retry) for e in events] == [
         ("7", "thread.message.delta", 1000),
         ("9", "done", None),
@@ -91,30 +142,36 @@ def test_third_party_decoders_read_our_frames_and_ignore_at() -> None:
 
 
 @pytest.mark.parametrize("chunk", [1, 2, 3, 7, 50])
-def test_decoder_handles_any_chunking_and_line_endings(chunk: int) -> None:
-    raw = encode_event(DELTA) + encode_event(DONE)
+def test_any_chunking_and_line_endings(chunk: int) -> None:
+    raw = encode_event(DELTA, timing=True) + encode_event(DONE)
     for variant in (raw, raw.replace(b"\n", b"\r\n"), raw.replace(b"\n", b"\r")):
-        frames = decode(variant, chunk)
-        assert [read_frame(f).name for f in frames] == ["thread.message.delta", "done"]
-        assert read_frame(frames[0]).data == DELTA.data  # U+2028 is not a line break in SSE
+        decoded = read_all(variant, chunk)
+        assert [d.name for d in decoded] == ["thread.message.delta", "done"]
+        assert decoded[0].data == DELTA.data  # U+2028 is not a line break in SSE
+        assert decoded[0].at == DELTA.at
 
 
-def test_decoder_drops_comments_and_keeps_retry_and_bom() -> None:
-    decoder = SSEDecoder()
-    frames = decoder.feed("\ufeff: hello\nretry: 2500\n\nid: 3\nevent: error\ndata: {}\n\n")
-    assert [(f.event, f.id) for f in frames] == [("error", "3")]
-    assert decoder.retry == 2500 and decoder.last_id == "3"
+def test_comments_and_id_or_retry_only_frames_are_skipped() -> None:
+    """httpx-sse dispatches id-/retry-only frames and any blank line once an id was seen
+    (with empty data); they carry nothing and must not read as malformed."""
+    raw = b": hello\nretry: 2500\n\nid: 3\n\n: ping\n\nid: 4\nevent: error\ndata: {}\n\n"
+    events = decode(raw)
+    assert [(e.event, e.data, e.id, e.retry) for e in events] == [
+        ("message", "", "", 2500),
+        ("message", "", "3", None),
+        ("message", "", "3", None),  # the blank line after ": ping", with the inherited id
+        ("error", "{}", "4", None),
+    ]
+    assert [(d.name, d.seq) for d in read_all(raw)] == [("error", 4)]
 
 
 def test_unterminated_frame_at_end_of_stream_is_not_dispatched() -> None:
-    decoder = SSEDecoder()
-    assert decoder.feed("id: 1\nevent: thread.run.created\ndata: {}") == []
-    assert decoder.flush() == []
+    assert decode(b"id: 1\nevent: thread.run.created\ndata: {}") == []
 
 
 def test_multiline_data_is_joined() -> None:
-    (frame,) = SSEDecoder().feed('event: error\ndata: {"message":\ndata: "x"}\n\n')
-    assert read_frame(frame).data == {"message": "x"}
+    (decoded,) = read_all(b'event: error\ndata: {"message":\ndata: "x"}\n\n')
+    assert decoded.data == {"message": "x"}
 
 
 @pytest.mark.parametrize(
@@ -127,24 +184,44 @@ def test_multiline_data_is_joined() -> None:
         ("event: thread.message.delta\n\n", "event without data"),
         ("id: seven\nevent: thread.message.delta\ndata: {}\n\n", "not a sequence number"),
         ("event: thread.message.delta\ndata: [1, 2]\n\n", "data is not an object"),
-        ("event: thread.message.delta\nat: soon\ndata: {}\n\n", "not a time"),
+        ('event: thread.message.delta\ndata: {"nearnb_at": "soon"}\n\n', "not a time"),
+        ('event: done\ndata: {"nearnb_at": true}\n\n', "not a time"),
+        ("event: done\ndata: {oops\n\n", "not JSON"),
     ],
 )
 def test_bad_frames_raise_errors_that_quote_them(text: str, message: str) -> None:
-    (frame,) = SSEDecoder().feed(text)
+    (sse,) = decode(text.encode())
     with pytest.raises(SSEProtocolError, match=message.replace("(", r"\(").replace("[", r"\[")):
-        read_frame(frame)
+        read_frame(sse)
+    with pytest.raises(SSEProtocolError) as info:
+        read_frame(sse)
+    assert str(info.value).endswith(describe(sse))  # the message quotes the frame
+
+
+def test_event_message_without_data_is_indistinguishable_from_an_empty_frame() -> None:
+    """httpx-sse reports a missing ``event:`` as "message", so ``event: message`` with no data
+    cannot be told from an id-only frame: it is skipped, not reported (a known limitation)."""
+    (sse,) = decode(b"id: 1\nevent: message\n\n")
+    assert read_frame(sse) is None
+
+
+def test_a_frame_without_its_own_id_in_a_numbered_stream_is_an_error() -> None:
+    """httpx-sse reports the last id seen, not the frame's own; a repeated id on one connection
+    means the frame had none, and guessing its number could drop or misnumber it."""
+    raw = encode_event(DELTA) + b"event: thread.message.delta\ndata: {}\n\n"
+    with pytest.raises(SSEProtocolError, match="no id of its own after id 7"):
+        read_all(raw)
 
 
 def test_frames_without_ids_have_no_seq() -> None:
     """A real NEAR hub sent no ids; the client numbers those frames itself."""
-    (frame,) = SSEDecoder().feed('data: {"event":"thread.message.delta","data":{"delta":{}}}\n\n')
-    assert read_frame(frame).seq is None
+    (decoded,) = read_all(b'data: {"event":"thread.message.delta","data":{"delta":{}}}\n\n')
+    assert decoded.seq is None and decoded.at is None
 
 
 def test_a_stored_event_encodes_to_the_same_bytes_as_the_pushed_one() -> None:
     """The hub sends the store's JSON text as is; a pushed event must look identical."""
-    from nearnb.hub.sse import FRAMINGS, encode_row
+    from nearnb.hub.sse import FRAMINGS
     from nearnb.store import Store
 
     store = Store()
@@ -152,6 +229,7 @@ def test_a_stored_event_encodes_to_the_same_bytes_as_the_pushed_one() -> None:
     rows = store.event_rows("run_1")
     assert [r[0] for r in rows] == [7, 9]
     for framing in FRAMINGS:
-        assert encode_row(rows[0], framing) == encode_event(DELTA, framing)
-        assert encode_row(rows[1], framing) == encode_event(DONE, framing)
+        for timing in (False, True):
+            assert encode_row(rows[0], framing, timing) == encode_event(DELTA, framing, timing)
+            assert encode_row(rows[1], framing, timing) == encode_event(DONE, framing, timing)
     assert "\u2028" not in encode_event(DELTA).decode()  # escaped: one data line, any parser

@@ -13,6 +13,13 @@ Routes (all under ``/v1``, all behind the bearer token when one is set)::
     POST /threads/{tid}/runs                   GET  /threads/{tid}/runs
     GET  /threads/{tid}/runs/{rid}             POST /threads/{tid}/runs/{rid}/cancel
     GET  /threads/{tid}/stream/{rid}           POST /chat/completions
+
+Run streams (``GET .../stream/{rid}``, and ``POST .../runs`` with ``stream:
+true``) are strictly standard SSE by default: ``id:``, ``event:``, the OpenAI
+object as ``data:``, ending with ``event: done`` / ``data: [DONE]``.
+``?framing=near`` gives NEAR's legacy frames; ``?timing=1`` adds each event's
+emit time to its data object as ``"nearnb_at"`` (what ``nearnb.attach`` asks
+for, to replay a run at its original pace; see :mod:`nearnb.hub.sse`).
 """
 
 from __future__ import annotations
@@ -48,7 +55,7 @@ from .errors import (
 from .guard import Guard
 from .responses import SSE_HEADERS, SSEResponse
 from .schemas import MessageIn, RunIn, ThreadIn
-from .sse import FRAMINGS, KEEPALIVE_SECONDS
+from .sse import FRAMINGS, KEEPALIVE_SECONDS, TIMINGS
 
 
 class Hub:
@@ -203,7 +210,10 @@ async def list_messages(request: Request) -> Response:
 
 
 async def create_run(request: Request) -> Response:
-    """Start ``assistant_id`` on the thread; ``stream: true`` answers with its SSE stream."""
+    """Start ``assistant_id`` on the thread; ``stream: true`` answers with its SSE stream.
+
+    The stream takes the same ``?framing=`` and ``?timing=`` as :func:`stream_run`.
+    """
     from ..agents import AgentError
     from ..runs import start_run
 
@@ -211,6 +221,7 @@ async def create_run(request: Request) -> Response:
     thread = await hub.thread(request.path_params["tid"])
     body = await read_body(request, RunIn)
     framing = query_choice(request, "framing", "official", FRAMINGS)
+    timing = query_choice(request, "timing", "0", TIMINGS) == "1"
     folder = hub.agent_path(body.assistant_id)
     for item in body.additional_messages or ():
         await hub.call(hub.store.save_message, _message(thread.id, item))
@@ -230,7 +241,7 @@ async def create_run(request: Request) -> Response:
     hub.handles[handle.run_id] = handle
     _forget_when_done(hub, handle)
     if body.stream:
-        return await _stream(hub, handle.run_id, 0, framing)
+        return await _stream(hub, handle.run_id, 0, framing, timing)
     return JSONResponse(_dump(await hub.run(thread.id, handle.run_id)))
 
 
@@ -287,10 +298,20 @@ async def stream_run(request: Request) -> Response:
 
     Resumes after ``Last-Event-ID`` (or ``?after=N``); ``?framing=near`` gives
     NEAR's legacy frames.
+
+    ``?timing=1`` (default ``0``): each event's data object gets one extra key,
+    ``"nearnb_at"``, the producer's emit time in float seconds, so a client can
+    replay a finished run at its original pace (``nearnb.attach(...,
+    speed=1.0)`` always asks for it); the ``done`` frame's data is then
+    ``{"nearnb_at": ...}`` rather than ``[DONE]``, which has no room for it.
+    Without it the data is exactly the OpenAI object and ``done`` is
+    ``[DONE]``, for openai-python, browsers' EventSource and every other client
+    that does not ask.
     """
     hub = _hub(request)
     thread_id, run_id = request.path_params["tid"], request.path_params["rid"]
     framing = query_choice(request, "framing", "official", FRAMINGS)
+    timing = query_choice(request, "timing", "0", TIMINGS) == "1"
     raw = request.headers.get("last-event-id") or request.query_params.get("after") or "0"
     if not raw.strip().isdigit():
         raise ApiError(
@@ -302,10 +323,12 @@ async def stream_run(request: Request) -> Response:
     run = await hub.call(hub.store.get_run, run_id)
     if thread is None or run is None or run.thread_id != thread_id:
         raise ApiError(404, f"run not found: {run_id} in thread {thread_id}", param="run_id")
-    return await _stream(hub, run_id, int(raw), framing)
+    return await _stream(hub, run_id, int(raw), framing, timing)
 
 
-async def _stream(hub: Hub, run_id: str, after: int, framing: str) -> Response:
+async def _stream(
+    hub: Hub, run_id: str, after: int, framing: str, timing: bool = False
+) -> Response:
     subscription = await hub.broker.open(run_id)
     if subscription.finished_at(after):
         subscription.close()
@@ -316,7 +339,7 @@ async def _stream(hub: Hub, run_id: str, after: int, framing: str) -> Response:
             subscription.close()
             raise ApiError(410, f"the event log of run {run_id} has expired", code="expired")
     return SSEResponse(
-        subscription.stream(after, framing),  # type: ignore[arg-type]
+        subscription.stream(after, framing, timing),  # type: ignore[arg-type]
         keepalive=hub.keepalive,
         on_disconnect=subscription.close,
     )

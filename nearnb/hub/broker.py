@@ -18,8 +18,9 @@ anything at or below the last number is a duplicate and dropped. Every
 subscriber holds only a cursor into that list, so all of them see the same
 sequence, a late joiner starts with the whole history, and a resume from
 ``Last-Event-ID`` is a cursor that starts further on: nothing lost, nothing
-twice. Each frame is encoded once per framing and shared by all subscribers;
-a subscriber that falls behind gets the frames it missed as one chunk.
+twice. Each frame is encoded once per framing (and with or without the
+``?timing=1`` emit time) and shared by all subscribers of that kind; a
+subscriber that falls behind gets the frames it missed as one chunk.
 
 A channel exists only while someone subscribes (or a pushed run is still
 live and subscribed to); finished runs are replayed from the store.
@@ -57,7 +58,8 @@ class Channel:
         self.loaded = False
         self.load_lock = asyncio.Lock()
         self.tailer: asyncio.Task[None] | None = None
-        self._frames: dict[str, list[bytes | None]] = {"official": [], "near": []}
+        # Encoded frames, per (framing, timing); filled lazily, shared by subscribers.
+        self._frames: dict[tuple[str, bool], list[bytes | None]] = {}
         self._changed = asyncio.Event()
 
     @property
@@ -81,20 +83,23 @@ class Channel:
             self._notify()
         return added
 
-    def frames(self, after: int, framing: Framing) -> tuple[bytes, int]:
-        """Encoded frames of events with ``seq > after`` (MAX_BATCH at most), and the new cursor."""
+    def frames(self, after: int, framing: Framing, timing: bool = False) -> tuple[bytes, int]:
+        """Encoded frames of events with ``seq > after`` (MAX_BATCH at most), and the new cursor.
+
+        ``timing``: frames carrying each event's emit time (``?timing=1``).
+        """
         start = max(after, 0)
         stop = min(len(self.rows), start + MAX_BATCH)
         if start >= stop:
             return b"", after
-        cache = self._frames[framing]
+        cache = self._frames.setdefault((framing, timing), [])
         if len(cache) < stop:
             cache.extend([None] * (len(self.rows) - len(cache)))
         chunk = []
         for i in range(start, stop):
             frame = cache[i]
             if frame is None:
-                frame = cache[i] = encode_row(self.rows[i], framing)
+                frame = cache[i] = encode_row(self.rows[i], framing, timing)
             chunk.append(frame)
         return b"".join(chunk), stop
 
@@ -259,8 +264,12 @@ class Subscription:
         """
         return self.channel.complete and after >= self.channel.last
 
-    async def stream(self, after: int = 0, framing: Framing = "official") -> AsyncIterator[bytes]:
+    async def stream(
+        self, after: int = 0, framing: Framing = "official", timing: bool = False
+    ) -> AsyncIterator[bytes]:
         """SSE bytes after ``after``: history first, then live, until ``done``.
+
+        ``timing``: each event's data object carries its emit time (``nearnb_at``).
 
         Ends early (without ``done``) only when the hub shuts down, which a
         client sees as a dropped connection and resumes elsewhere or later.
@@ -270,7 +279,7 @@ class Subscription:
         first = True
         try:
             while True:
-                chunk, cursor = channel.frames(cursor, framing)
+                chunk, cursor = channel.frames(cursor, framing, timing)
                 if chunk:
                     if first:
                         chunk, first = retry_field() + chunk, False

@@ -7,19 +7,23 @@ returns the same :class:`~nearnb.runs.RunResult`. The rules (status before
 parsing, what is retried, dedupe, pacing) live in :mod:`nearnb.hub.session`;
 this module only moves bytes, once blocking and once for an event loop.
 
-Frames are decoded with :class:`nearnb.hub.sse.SSEDecoder` rather than
-httpx-sse's parser, which follows the same WHATWG rules but drops the hub's
-``at:`` field (each event's emit time, which replays need). The read timeout
-(45 s) outlasts the hub's 15 s keepalive, so a quiet agent is not a dead one.
+The event stream is parsed by httpx-sse (``EventSource(response).iter_sse()``
+/ ``.aiter_sse()``), once the status and content type were judged. Each
+request asks for ``?timing=1``, so a nearnb hub puts every event's emit time
+in its data (``nearnb_at``), which replays at the original pace need. The
+read timeout (45 s) outlasts the hub's 15 s keepalive, so a quiet agent is
+not a dead one.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from typing import Any
 
 import httpx
+from httpx_sse import EventSource
 
 from .session import (
     AttachError,
@@ -30,7 +34,6 @@ from .session import (
     Unauthorized,
     stream_url,
 )
-from .sse import SSEDecoder
 
 __all__ = [
     "AttachError",
@@ -75,8 +78,9 @@ def attach(
 
     ``url``: ``http://127.0.0.1:8081/v1/threads/<tid>/stream/<rid>`` (add
     ``?framing=near`` for the legacy framing), or a hub URL with ``thread_id``
-    and ``run_id``. ``speed``: ``None`` shows a finished run at once, ``1.0``
-    at its original pace, ``4.0`` four times faster. ``display``: as for
+    and ``run_id``; ``timing=1`` is added to it. ``speed``: ``None`` shows a
+    finished run at once, ``1.0`` at its original pace, ``4.0`` four times
+    faster (a hub that sends no emit times is paced as its events arrive). ``display``: as for
     :func:`nearnb.run_agent` (``None`` = automatic: the widget in a notebook;
     ``"widget"``, ``"handle"``, ``"plain"``, ``"terminal"``, ``"none"``), or
     a renderer. The view's Stop button stops watching; the run goes on.
@@ -123,17 +127,16 @@ def attach(
 
 
 def _read_once(http: httpx.Client, session: Session) -> None:
-    with http.stream("GET", session.url, headers=session.headers()) as response:
+    with http.stream("GET", session.request_url, headers=session.headers()) as response:
         body = response.read().decode("utf-8", "replace") if response.status_code >= 300 else ""
         if not session.check(response, body):
             session.finished = True
             return
         session.response = response
         try:
-            decoder = SSEDecoder()
-            for text in response.iter_text():
-                for frame in decoder.feed(text):
-                    event = session.receive(frame)
+            with contextlib.closing(EventSource(response).iter_sse()) as events:
+                for sse in events:
+                    event = session.receive(sse)
                     if event is None:
                         continue
                     pause = session.delay(event)
@@ -201,7 +204,7 @@ async def attach_async(
 
 
 async def _aread_once(http: httpx.AsyncClient, session: Session) -> None:
-    async with http.stream("GET", session.url, headers=session.headers()) as response:
+    async with http.stream("GET", session.request_url, headers=session.headers()) as response:
         if response.status_code >= 300:
             body = (await response.aread()).decode("utf-8", "replace")
         else:
@@ -209,10 +212,9 @@ async def _aread_once(http: httpx.AsyncClient, session: Session) -> None:
         if not session.check(response, body):
             session.finished = True
             return
-        decoder = SSEDecoder()
-        async for text in response.aiter_text():
-            for frame in decoder.feed(text):
-                event = session.receive(frame)
+        async with contextlib.aclosing(EventSource(response).aiter_sse()) as events:
+            async for sse in events:
+                event = session.receive(sse)
                 if event is None:
                     continue
                 pause = session.delay(event)

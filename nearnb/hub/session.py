@@ -13,7 +13,15 @@ is decided here, once, so both twins behave the same:
 * events already applied (``seq`` not above the last) are skipped, so a
   resume shows every delta exactly once; frames without ids (NEAR's hub,
   which replayed from the start on every connection) are numbered locally;
-* ``speed`` paces a replay by the events' original emit times (``at:``).
+* ``speed`` paces a replay by the events' original emit times: the request
+  asks for ``?timing=1``, so a nearnb hub adds ``nearnb_at`` to each event's
+  data object; it is popped before the Event is built (``Event.data`` is the
+  stored OpenAI object) and becomes ``Event.at``. A hub that sends no times
+  (NEAR's) is paced by receipt times.
+
+Frames are decoded by httpx-sse (:class:`httpx_sse.EventSource`) in
+:mod:`nearnb.hub.client`; :meth:`Session.receive` takes its
+``ServerSentEvent`` objects.
 
 Every failure raises an :class:`AttachError` whose ``result`` is the
 :class:`~nearnb.runs.RunResult` of what arrived before it.
@@ -87,6 +95,11 @@ def stream_url(
     return f"{base}/threads/{thread_id}/stream/{run_id}", thread_id, run_id
 
 
+def timed_url(url: str) -> str:
+    """``url`` asking for the events' emit times (``timing=1``), its other parameters kept."""
+    return str(httpx.URL(url).copy_set_param("timing", "1"))
+
+
 # ------------------------------------------------------------------ session
 
 
@@ -108,6 +121,7 @@ class Session:
         if speed is not None and speed <= 0:
             raise ValueError("speed must be positive (None replays instantly)")
         self.url, self.thread_id, self.run_id = url, thread_id, run_id
+        self.request_url = timed_url(url)
         self.token = token
         self.speed = speed
         self.display = display
@@ -123,6 +137,7 @@ class Session:
         self.failures = 0
         self.stopped = False
         self.response: Any = None  # the open response, so stop() can close it
+        self.previous_id = ""  # the last event id on this connection (httpx-sse inherits it)
         self._t0: tuple[float, float] | None = None  # (first event's at, wall clock then)
 
     # ------------------------------------------------------------- requests
@@ -154,25 +169,29 @@ class Session:
                 raise ConnectionLost(f"hub error {status}: {detail}", status=status)
             raise AttachError(f"hub refused the stream ({status}): {detail}", status=status)
         content_type = response.headers.get("content-type", "")
-        if "text/event-stream" not in content_type:
+        if "text/event-stream" not in content_type.partition(";")[0]:  # httpx-sse's own test
             raise StreamProtocolError(
                 f"{self.url} answered {status} with content type {content_type!r}, "
                 "not an event stream (is this a hub stream URL?)",
                 status=status,
             )
         self.local_seq = 0
+        self.previous_id = ""
         return True
 
     # --------------------------------------------------------------- frames
 
-    def receive(self, frame: Any) -> Event | None:
-        """One decoded frame -> the Event to apply (None: a duplicate or nothing new)."""
-        if frame.retry is not None:
-            self.retry_ms = frame.retry
+    def receive(self, sse: Any) -> Event | None:
+        """An ``httpx_sse.ServerSentEvent`` -> the Event to apply (None: a duplicate, or empty)."""
+        if sse.retry is not None and sse.retry >= 0:  # httpx-sse takes any int, "-5" too
+            self.retry_ms = sse.retry
         try:
-            decoded = read_frame(frame)
+            decoded = read_frame(sse, self.previous_id)
         except SSEProtocolError as exc:
             raise StreamProtocolError(str(exc)) from None
+        self.previous_id = sse.id
+        if decoded is None:  # an id- or retry-only frame, or an empty dispatch
+            return None
         self.local_seq += 1
         if decoded.seq is not None:
             self.numbered = True
@@ -187,7 +206,7 @@ class Session:
             data=decoded.data,
             run_id=self.run_id,
             thread_id=self.thread_id,
-            at=decoded.at if decoded.at is not None else time.time(),
+            at=decoded.at if decoded.at is not None else time.time(),  # receipt time
         )
 
     def delay(self, event: Event) -> float:

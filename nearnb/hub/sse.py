@@ -1,7 +1,9 @@
-"""SSE wire format of the hub: encoding frames, decoding them, reading them back as events.
+"""SSE wire format of the hub: encoding frames, and reading decoded frames back as events.
 
-Pure functions and one incremental decoder, no I/O, so the server, the attach
-client and the tests share one definition of the wire.
+Pure functions, no I/O, so the server, the attach client and the tests share
+one definition of the wire. Parsing the event stream itself (lines, fields,
+``retry:``, comments) is httpx-sse's job: :func:`read_frame` takes what
+``httpx_sse.EventSource(response).iter_sse()`` yields.
 
 Two framings of the same :class:`~nearnb.events.Event`:
 
@@ -9,25 +11,38 @@ Two framings of the same :class:`~nearnb.events.Event`:
 
     id: 17
     event: thread.message.delta
-    at: 1718000000.123456
     data: {"id":"msg_...","object":"thread.message.delta","delta":{...}}
 
 ``near`` (NEAR AI hub legacy, ``?framing=near``): no ``event:`` line, the name
 travels inside the data, which is what NEAR's web UI and old clients parse::
 
     id: 17
-    at: 1718000000.123456
     data: {"event":"thread.message.delta","data":{...}}
 
 Both end with a ``done`` frame (official: ``event: done`` / ``data: [DONE]``;
 legacy: ``data: {"event":"done","data":"[DONE]"}``, still valid JSON for
 clients that ``JSON.parse`` every frame).
 
-``at:`` (the producer's emit time) is a nearnb extension so a replay can
-reproduce the original timing. The SSE spec tells every parser to ignore
-unknown fields, and browsers, httpx-sse and openai-python all do; that is why
-the attach client decodes with :class:`SSEDecoder` here rather than httpx-sse's
-decoder, which drops the field.
+**Timing (opt-in, ``?timing=1``).** A replay at the original pace needs each
+event's emit time. It is not on the default wire, which stays exactly what
+OpenAI clients and browsers expect; a client that asks with ``?timing=1``
+gets one extra key, ``"nearnb_at": <emit time, float seconds>``, in each
+event's data object (in the ``near`` framing, in the inner ``data`` object,
+not the envelope)::
+
+    id: 17
+    event: thread.message.delta
+    data: {"id":"msg_...","object":"thread.message.delta","delta":{...},"nearnb_at":1718000000.1}
+
+The ``done`` frame has an emit time too (a replayed run's elapsed time runs
+to it), and ``[DONE]`` has no room for one: on a timed stream its data is
+``{"nearnb_at": ...}`` instead (``event: done`` / legacy ``"event":"done"``
+still mark it). ``nearnb_at`` is spliced into the stored JSON text (no
+decode/re-encode), and :func:`read_frame` pops it again, so the decoded data
+is exactly the stored object. A hub that ignores ``timing`` (NEAR's) sends no
+times; the attach client then uses receipt times. The key name is reserved:
+an event object of its own with a ``nearnb_at`` key would lose it on a timed
+stream.
 """
 
 from __future__ import annotations
@@ -46,6 +61,10 @@ RETRY_MS = 1000
 #: Seconds between keepalive comments on an idle stream.
 KEEPALIVE_SECONDS = 15.0
 DONE_DATA = "[DONE]"
+#: The key ``?timing=1`` adds to each event's data object: the producer's emit time.
+TIMING_KEY = "nearnb_at"
+#: Values of the ``timing`` query parameter.
+TIMINGS: tuple[str, ...] = ("0", "1")
 
 
 class SSEProtocolError(ValueError):
@@ -72,20 +91,37 @@ def event_row(event: Event) -> Row:
     return (event.seq, event.event, to_json(event.data), event.at)
 
 
-def encode_row(row: Row, framing: Framing = "official") -> bytes:
-    """One event as an SSE frame (``done`` included), from its JSON text without re-parsing."""
+def with_timing(data: str, at: float) -> str:
+    """The JSON text of an object with ``"nearnb_at": at`` added, by splicing before its ``}``.
+
+    Anything that is not an object's text is returned as it is.
+    """
+    if not data.endswith("}") or not data.startswith("{"):
+        return data
+    body = data[:-1].rstrip()
+    comma = "" if body.endswith("{") else ","
+    return f'{body}{comma}"{TIMING_KEY}":{at!r}}}'  # repr: the float round-trips
+
+
+def encode_row(row: Row, framing: Framing = "official", timing: bool = False) -> bytes:
+    """One event as an SSE frame (``done`` included), from its JSON text without re-parsing.
+
+    ``timing``: add the emit time to the data object (see the module docstring).
+    """
     seq, name, data, at = row
     head = f"id: {seq}\nevent: {name}\n" if framing == "official" else f"id: {seq}\n"
-    if name == "done":
+    if timing:
+        data = with_timing("{}" if name == "done" else data, at)
+    elif name == "done":
         data = f'"{DONE_DATA}"' if framing == "near" else DONE_DATA
     if framing == "near":
         data = f'{{"event":"{name}","data":{data}}}'
-    return f"{head}at: {at!r}\ndata: {data}\n\n".encode()  # repr: the float round-trips
+    return f"{head}data: {data}\n\n".encode()
 
 
-def encode_event(event: Event, framing: Framing = "official") -> bytes:
+def encode_event(event: Event, framing: Framing = "official", timing: bool = False) -> bytes:
     """One event as an SSE frame (``done`` included)."""
-    return encode_row(event_row(event), framing)
+    return encode_row(event_row(event), framing, timing)
 
 
 def retry_field(ms: int = RETRY_MS) -> bytes:
@@ -108,129 +144,15 @@ def keepalive_comment() -> bytes:
     return b": keepalive\n"
 
 
-# ------------------------------------------------------------------ decoding
-
-
-@dataclass(frozen=True)
-class Frame:
-    """One dispatched SSE frame, fields as received (``None`` when absent)."""
-
-    event: str | None = None
-    data: str | None = None
-    id: str | None = None
-    retry: int | None = None
-    at: str | None = None
-
-    def describe(self) -> str:
-        """The frame re-serialised and shortened, for error messages."""
-        parts = [
-            f"{k}: {v}"
-            for k, v in (("id", self.id), ("event", self.event), ("data", self.data))
-            if v is not None
-        ]
-        text = " | ".join(parts) or "(empty frame)"
-        return text if len(text) <= 200 else text[:197] + "..."
-
-
-class SSEDecoder:
-    """Incremental WHATWG event-stream parser that also keeps the ``at:`` field.
-
-    Feed it text as it arrives; it returns the complete frames. Lines end at
-    CR, LF or CRLF only (never at U+2028, unlike ``str.splitlines``). A frame
-    is returned if it had any ``event`` or ``data`` line (its ``id`` is the
-    frame's own, not the inherited last id, so dedupe by id stays exact), so the caller can
-    reject an ``event:`` with no data instead of silently dropping it as a
-    browser would; ``id``/``retry``-only frames update :attr:`last_id` and
-    :attr:`retry` and are not returned.
-    """
-
-    def __init__(self) -> None:
-        self._buffer = ""
-        self._started = False
-        self._trailing_cr = False
-        self._reset()
-        self.last_id: str | None = None
-        self.retry: int | None = None
-
-    def _reset(self) -> None:
-        self._event: str | None = None
-        self._data: list[str] = []
-        self._id: str | None = None
-        self._retry: int | None = None
-        self._at: str | None = None
-
-    def feed(self, text: str) -> list[Frame]:
-        if not self._started and text:
-            self._started = True
-            text = text.removeprefix("\ufeff")
-        if self._trailing_cr:
-            # A CR at the end of the last chunk: a following LF belongs to it.
-            text = text.removeprefix("\n")
-            self._trailing_cr = False
-        if not text:
-            return []
-        self._trailing_cr = text.endswith("\r")
-        text = self._buffer + text
-        if "\r" in text:
-            text = text.replace("\r\n", "\n").replace("\r", "\n")
-        lines = text.split("\n")
-        self._buffer = lines.pop()
-        frames: list[Frame] = []
-        for line in lines:
-            frame = self._line(line)
-            if frame is not None:
-                frames.append(frame)
-        return frames
-
-    def flush(self) -> list[Frame]:
-        """End of stream: an unterminated frame is discarded, as the spec says."""
-        self._buffer = ""
-        self._reset()
-        return []
-
-    def _line(self, line: str) -> Frame | None:
-        if not line:
-            return self._dispatch()
-        if line[0] == ":":
-            return None
-        name, colon, value = line.partition(":")
-        if colon and value.startswith(" "):
-            value = value[1:]
-        if name == "data":
-            self._data.append(value)
-        elif name == "event":
-            self._event = value
-        elif name == "id":
-            if "\0" not in value:
-                self._id = self.last_id = value
-        elif name == "retry":
-            if value.isdigit():
-                self._retry = self.retry = int(value)
-        elif name == "at":
-            self._at = value
-        return None
-
-    def _dispatch(self) -> Frame | None:
-        if self._event is None and not self._data:
-            self._reset()
-            return None
-        frame = Frame(
-            event=self._event,
-            data="\n".join(self._data) if self._data else None,
-            id=self._id,
-            retry=self._retry,
-            at=self._at,
-        )
-        self._reset()
-        return frame
-
-
 # ------------------------------------------------------------ frame -> event
 
 
 @dataclass(frozen=True)
 class Decoded:
-    """What one frame means: event name, payload, sequence, emit time, framing."""
+    """What one frame means: event name, payload, sequence, emit time, framing.
+
+    ``at`` is the frame's ``nearnb_at`` (``None`` when the server sent none).
+    """
 
     name: str
     data: Any
@@ -239,54 +161,103 @@ class Decoded:
     framing: Framing
 
 
-def read_frame(frame: Frame) -> Decoded:
-    """Interpret one frame in either framing (detected from the frame itself).
+def describe(sse: Any) -> str:
+    """An httpx-sse event re-serialised and shortened, for error messages."""
+    parts = [f"id: {sse.id}"] if sse.id else []
+    if sse.event != "message":
+        parts.append(f"event: {sse.event}")
+    if sse.data:
+        parts.append(f"data: {sse.data}")
+    text = " | ".join(parts) or "(empty frame)"
+    return text if len(text) <= 200 else text[:197] + "..."
 
-    Raises :class:`SSEProtocolError` naming what is wrong: data that is not
-    JSON, an event name outside the OpenAI Assistants vocabulary, a non-numeric
-    id, a frame with no data.
+
+def read_frame(sse: Any, previous_id: str = "") -> Decoded | None:
+    """Interpret one event from httpx-sse (``ServerSentEvent``), in either framing.
+
+    The framing is detected from the frame itself. ``previous_id``: the id of
+    the event before it on the same connection.
+
+    Returns ``None`` for an event with no data and no event name: httpx-sse
+    dispatches those for ``id:``- or ``retry:``-only frames and for any blank
+    line once an id was seen; they carry nothing to apply.
+
+    Raises :class:`SSEProtocolError` naming what is wrong: an ``event:`` with
+    no data, data that is not JSON, an event name outside the OpenAI
+    Assistants vocabulary, a non-numeric id, a frame without an id of its own
+    in a numbered stream, a ``nearnb_at`` that is not a number.
+
+    httpx-sse reports a missing ``event:`` as ``"message"``, so an explicit
+    ``event: message`` with no data is skipped like an empty frame; and it
+    reports the last id seen, not the frame's own, so a frame without an id
+    after a numbered one is recognised by its repeating ``previous_id`` (the
+    hub's ids strictly increase on a connection).
     """
-    seq = _seq(frame)
-    at = _at(frame)
-    if frame.data is None:
-        raise SSEProtocolError(f"malformed frame: event without data: {frame.describe()}")
-    official = frame.event not in (None, "", "message")
-    if (official and frame.event == "done") or (not official and frame.data == DONE_DATA):
-        return Decoded("done", DONE_DATA, seq, at, "official")
+    named = sse.event != "message"
+    if not sse.data:
+        if not named:
+            return None
+        raise SSEProtocolError(f"malformed frame: event without data: {describe(sse)}")
+    seq = _seq(sse, previous_id)
+    if not named and sse.data == DONE_DATA:
+        return Decoded("done", DONE_DATA, seq, None, "official")
+    if named and sse.event == "done":  # [DONE], or {"nearnb_at": ...} on a timed stream
+        return Decoded("done", DONE_DATA, seq, _done_at(sse), "official")
     try:
-        payload = json.loads(frame.data)
+        payload = json.loads(sse.data)
     except ValueError:
-        raise SSEProtocolError(f"frame data is not JSON: {frame.describe()}") from None
-    if official:
-        name, data, framing = frame.event, payload, "official"
+        raise SSEProtocolError(f"frame data is not JSON: {describe(sse)}") from None
+    if named:
+        name, data, framing = sse.event, payload, "official"
     elif isinstance(payload, dict) and "event" in payload and "data" in payload:
         name, data, framing = payload["event"], payload["data"], "near"
     else:
         raise SSEProtocolError(
             "malformed frame: no event name, and the data is not NEAR's "
-            f'{{"event", "data"}} envelope: {frame.describe()}'
+            f'{{"event", "data"}} envelope: {describe(sse)}'
         )
     if name == "done":
-        return Decoded("done", DONE_DATA, seq, at, framing)
+        return Decoded("done", DONE_DATA, seq, _at(data, sse), framing)
     if not isinstance(name, str) or name not in EVENT_NAMES:
-        raise SSEProtocolError(f"unknown event name {name!r}: {frame.describe()}")
+        raise SSEProtocolError(f"unknown event name {name!r}: {describe(sse)}")
     if not isinstance(data, dict):
-        raise SSEProtocolError(f"malformed frame: {name} data is not an object: {frame.describe()}")
-    return Decoded(name, data, seq, at, framing)
+        raise SSEProtocolError(f"malformed frame: {name} data is not an object: {describe(sse)}")
+    return Decoded(name, data, seq, _at(data, sse), framing)
 
 
-def _seq(frame: Frame) -> int | None:
-    if frame.id in (None, ""):
+def _at(data: Any, sse: Any) -> float | None:
+    """Pop ``nearnb_at`` from a data object: the emit time, or None when not sent."""
+    at = data.pop(TIMING_KEY, None) if isinstance(data, dict) else None
+    if at is None:
         return None
-    if not frame.id.isdigit():
-        raise SSEProtocolError(f"malformed frame: id {frame.id!r} is not a sequence number")
-    return int(frame.id)
+    if isinstance(at, bool) or not isinstance(at, int | float):
+        raise SSEProtocolError(
+            f"malformed frame: {TIMING_KEY} {at!r} is not a time: {describe(sse)}"
+        )
+    return float(at)
 
 
-def _at(frame: Frame) -> float | None:
-    if frame.at is None:
+def _done_at(sse: Any) -> float | None:
+    """The emit time of an official ``done`` frame (any data but a JSON object has none)."""
+    if not sse.data.startswith("{"):
         return None
     try:
-        return float(frame.at)
+        payload = json.loads(sse.data)
     except ValueError:
-        raise SSEProtocolError(f"malformed frame: at {frame.at!r} is not a time") from None
+        raise SSEProtocolError(f"frame data is not JSON: {describe(sse)}") from None
+    return _at(payload, sse)
+
+
+def _seq(sse: Any, previous_id: str) -> int | None:
+    if not sse.id:
+        return None
+    if not (sse.id.isascii() and sse.id.isdigit()):
+        raise SSEProtocolError(
+            f"malformed frame: id {sse.id!r} is not a sequence number: {describe(sse)}"
+        )
+    if sse.id == previous_id:
+        raise SSEProtocolError(
+            f"malformed frame: no id of its own after id {previous_id} "
+            f"(ids must increase): {describe(sse)}"
+        )
+    return int(sse.id)

@@ -36,7 +36,7 @@ ARGS = [
 # otherwise the browser reconnects when the stream ends, and the hub's 204 must stop it.
 LISTEN = """
 ([path, closeOnTerminal]) => new Promise((resolve) => {
-  const seen = {names: [], ids: [], text: "", errors: 0, opens: 0};
+  const seen = {names: [], ids: [], text: "", errors: 0, opens: 0, timed: 0};
   const es = new EventSource(path);
   const finish = () => { seen.readyState = es.readyState; es.close(); resolve(seen); };
   es.onopen = () => { seen.opens += 1; };
@@ -47,6 +47,7 @@ LISTEN = """
     es.addEventListener(name, (e) => {
       seen.names.push(name);
       seen.ids.push(Number(e.lastEventId));
+      if (e.data.includes("nearnb_at")) { seen.timed += 1; }
       if (name === "thread.message.delta") {
         seen.text += JSON.parse(e.data).delta.content[0].text.value;
       }
@@ -97,6 +98,7 @@ def test_event_source_receives_the_deltas_and_stops_at_the_terminal_event(
     assert seen["names"][-1] == "thread.run.completed"
     assert seen["ids"] == list(range(1, run.total))  # everything up to the terminal event
     assert seen["errors"] == 0 and seen["opens"] == 1
+    assert seen["timed"] == 0  # no emit times unless asked for (?timing=1)
 
 
 def test_event_source_that_does_not_close_is_stopped_by_204_after_done(

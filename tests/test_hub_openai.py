@@ -82,6 +82,8 @@ def test_runs_create_stream_true_yields_typed_events(client: OpenAI, srv: Script
     assert "".join(d.data.delta.content[0].text.value for d in deltas) == "HelloBye"
     completed = [e.data for e in events if e.event == "thread.message.completed"]
     assert [m.content[0].text.value for m in completed] == ["Hello", "Bye"]
+    # the SDK keeps unknown keys as extras: there are none (no nearnb_at unless asked for)
+    assert all(not e.data.model_extra for e in events)
 
 
 def test_assistant_event_handler_reconstructs_the_stored_messages(

@@ -5,8 +5,9 @@ its event log and sends it as fast as the client takes it. Three clients, from t
 
 * raw bytes (httpx) — what the hub itself costs;
 * httpx-sse — a third-party SSE parser on top;
-* ``nearnb.attach(display=None)`` — the real client: decoding, validation, the reducer, the
-  ``RunResult``.
+* ``nearnb.attach(display=None)`` — the real client: httpx-sse decoding, validation, the
+  reducer, the ``RunResult``; it asks for ``?timing=1`` (each event's emit time in its data),
+  the other two read the default stream.
 
 "cold" is the first request after the hub started (the log is read from SQLite); "warm" is a
 repeat while the hub still holds the run in memory. Target: attach < 1 s. (NEAR's hub read 10

@@ -12,7 +12,7 @@ Two producers:
   the producer thread lives in the hub process and also writes the store through EventWriter,
   exactly as runs.py does;
 * ``tail`` — a run in another process (a notebook kernel): the producer only writes the store
-  (EventWriter batches deltas up to 50 ms) and the hub, a separate process, tails the log.
+  (EventWriter batches deltas up to 20 ms, as in runs) and the hub, a separate process, tails the log.
 
 Subscribers are asyncio httpx streams spread over worker processes; they split frames with
 plain string operations so that the figure is the hub's, not a Python SSE parser's.
@@ -104,7 +104,7 @@ class Producer:
     def path(self) -> str:
         return f"/v1/threads/{self.thread_id}/stream/{self.run.id}"
 
-    def produce(self, deltas: int, rate: float, writer_interval: float = 0.05) -> int:
+    def produce(self, deltas: int, rate: float, writer_interval: float = 0.02) -> int:
         from nearnb.events import Event, message_delta
         from nearnb.store import EventWriter
 
@@ -207,8 +207,8 @@ def main() -> None:
     parser.add_argument(
         "--writer-interval",
         type=float,
-        default=0.05,
-        help="EventWriter batching of the tailed run, s (runs.py uses the default, 0.05)",
+        default=0.02,
+        help="EventWriter batching of the tailed run, s (runs use the default, 0.02)",
     )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as home:

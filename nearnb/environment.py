@@ -169,7 +169,7 @@ class Environment:
         self._ctx.check_cancelled()
         resolved = self._ctx.resolve(model)
         return resolved.provider.complete(
-            list(messages), model=resolved.model, **self._ctx.params(resolved, kwargs)
+            list(messages), model=resolved.model, **self._ctx.params(kwargs)
         )
 
     def completion(
@@ -187,7 +187,7 @@ class Environment:
         self._ctx.check_cancelled()
         resolved = self._ctx.resolve(model)
         chunks = resolved.provider.stream(
-            list(messages), model=resolved.model, **self._ctx.params(resolved, kwargs)
+            list(messages), model=resolved.model, **self._ctx.params(kwargs)
         )
         return StreamHandler(self._ctx, chunks, model=resolved.label)
 

@@ -55,9 +55,6 @@ EventCallback = Callable[[Event], None]
 
 #: NEAR passes these to completions; providers do not take them.
 _NEAR_ONLY_KWARGS = ("thread_id", "attachments", "message_type")
-#: max_tokens for the embedded model when only the metadata default (sized for
-#: a 70B hosted model) asks for more: SmolLM2 runs at ~100 tokens/s on 2 cores.
-DEFAULT_LOCAL_MAX_TOKENS = 256
 
 
 class RunCancelled(BaseException):
@@ -251,17 +248,14 @@ class RunContext:
             self._notice(resolved.notice)
         return resolved
 
-    def params(self, resolved: Resolved, kwargs: dict[str, Any]) -> dict[str, Any]:
+    def params(self, kwargs: dict[str, Any]) -> dict[str, Any]:
         """Completion parameters: per-call values win over metadata defaults."""
         params = {k: v for k, v in kwargs.items() if k not in _NEAR_ONLY_KWARGS}
         defaults = self.agent.defaults
         if params.get("temperature") is None and defaults.model_temperature is not None:
             params["temperature"] = defaults.model_temperature
         if params.get("max_tokens") is None and defaults.model_max_tokens is not None:
-            params["max_tokens"] = defaults.model_max_tokens
-            if resolved.provider.name == "local":
-                cap = int(os.environ.get("NEARNB_LOCAL_MAX_TOKENS", DEFAULT_LOCAL_MAX_TOKENS))
-                params["max_tokens"] = min(params["max_tokens"], cap)
+            params["max_tokens"] = defaults.model_max_tokens  # the embedded model caps it
         return {k: v for k, v in params.items() if v is not None}
 
     def _notice(self, text: str) -> None:

@@ -14,7 +14,8 @@ Measured facts this module is built on (see the project's local-model notes):
 * llama.cpp defaults are wrong for us: ``n_ctx`` 512, ``n_threads`` cpu_count // 2 (one thread
   on two cores is ~30 % slower), ``max_tokens=None`` runs to the end of the context. Defaults:
   ``n_ctx=4096`` (``NEARNB_LOCAL_N_CTX``), threads = usable CPUs capped at 8
-  (``NEARNB_LOCAL_THREADS``; a 135M model gains nothing from more), ``max_tokens`` 512,
+  (``NEARNB_LOCAL_THREADS``; a 135M model gains nothing from more), ``max_tokens`` at most
+  512 (``NEARNB_LOCAL_MAX_TOKENS``),
   ``repeat_penalty`` 1.1 (SmolLM2 loops without it), and when the caller gives none,
   ``temperature`` 0.2 / ``top_p`` 0.9 as SmolLM2's model card recommends.
 * llama.cpp's threads spin at barriers, so they suffer when another process keeps a core busy:
@@ -207,13 +208,27 @@ def _messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def max_tokens_cap() -> int:
+    """Upper bound on tokens per request: ``$NEARNB_LOCAL_MAX_TOKENS``, default 512.
+
+    Agents written for hosted 70B models ask for thousands of tokens (NEAR's
+    streaming example: 4000). The embedded 135M model runs at ~100 tokens/s on
+    two cores and loops long before that, so every route to it — an agent's
+    metadata default, a per-call value, a hub's ``/v1/chat/completions`` — is
+    capped here, in one place.
+    """
+    raw = os.environ.get("NEARNB_LOCAL_MAX_TOKENS", "").strip()
+    return int(raw) if raw.isdigit() and int(raw) > 0 else DEFAULT_MAX_TOKENS
+
+
 def _arguments(params: dict[str, Any], model: str) -> dict[str, Any]:
     """create_chat_completion keyword arguments from OpenAI-style params (None = default)."""
     max_tokens = params.get("max_tokens") or params.get("max_completion_tokens")
     temperature = params.get("temperature")
+    cap = max_tokens_cap()
     kwargs: dict[str, Any] = {
         "model": model,
-        "max_tokens": max_tokens if max_tokens and max_tokens > 0 else DEFAULT_MAX_TOKENS,
+        "max_tokens": min(max_tokens, cap) if max_tokens and max_tokens > 0 else cap,
         "temperature": DEFAULT_TEMPERATURE if temperature is None else float(temperature),
         "top_p": DEFAULT_TOP_P,
         "repeat_penalty": DEFAULT_REPEAT_PENALTY,

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import threading
 import time
 import traceback as tb
@@ -178,6 +179,9 @@ class RunContext:
             model=model or agent.defaults.model,
             temperature=agent.defaults.model_temperature,
             max_completion_tokens=agent.defaults.model_max_tokens,
+            # Who produces this run: a hub tailing the store expires it if this
+            # process dies mid-run (nearnb.liveness).
+            metadata={"nearnb.pid": str(os.getpid()), "nearnb.host": socket.gethostname()},
         )
 
     # ------------------------------------------------------------------ events

@@ -66,6 +66,10 @@ class StoreError(LookupError):
     """An object the caller named does not exist (message names which)."""
 
 
+class _Stale(Exception):
+    """A conditional write found the store changed under it; nothing was written."""
+
+
 class Store:
     """Threads, messages, runs and event logs in one SQLite file.
 
@@ -224,6 +228,48 @@ class Store:
                 "VALUES (?, ?, ?, ?, ?, ?)",
                 rows,
             )
+
+    def end_run(
+        self, run: Run, events: list[Event], messages: list[Message], *, after: int
+    ) -> bool:
+        """Append a run's closing ``events``, save ``run`` and ``messages``, in one transaction.
+
+        For ending a run on behalf of a producer that is gone: writes nothing
+        and returns False if the log has grown past ``after`` or the stored run
+        has already ended (someone else got there first).
+        """
+        rows = [
+            (e.run_id, e.seq, e.event, json.dumps(e.data, separators=(",", ":")), e.thread_id, e.at)
+            for e in events
+        ]
+        try:
+            with self._tx() as db:
+                last = db.execute(
+                    "SELECT COALESCE(MAX(seq), 0) FROM events WHERE run_id = ?", (run.id,)
+                ).fetchone()[0]
+                ended = db.execute(
+                    "SELECT ended_at IS NOT NULL FROM runs WHERE id = ?", (run.id,)
+                ).fetchone()
+                if last != after or ended is None or ended[0]:
+                    raise _Stale
+                db.executemany(
+                    "INSERT INTO events (run_id, seq, event, data, thread_id, at) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    rows,
+                )
+                db.execute(
+                    "UPDATE runs SET status = ?, ended_at = ?, obj = ? WHERE id = ?",
+                    (run.status, time.time(), run.model_dump_json(), run.id),
+                )
+                for message in messages:
+                    db.execute(
+                        "INSERT INTO messages (id, thread_id, run_id, obj) VALUES (?, ?, ?, ?) "
+                        "ON CONFLICT(id) DO UPDATE SET obj = excluded.obj",
+                        (message.id, message.thread_id, message.run_id, message.model_dump_json()),
+                    )
+        except (_Stale, sqlite3.IntegrityError):
+            return False
+        return True
 
     def events(self, run_id: str, *, after: int = 0, limit: int | None = None) -> list[Event]:
         """A run's logged events with ``seq > after``, in order."""

@@ -8,7 +8,9 @@ A run's events reach the hub by two roads:
 * **tail** — runs written by another process (a notebook kernel, ``nearnb
   run``) into the same ``$NEARNB_HOME`` store are found by polling the run's
   event log every :attr:`Broker.tail_interval` seconds (10 ms) while someone
-  is subscribed.
+  is subscribed. If such a run falls silent and its producer turns out to be
+  dead (:mod:`nearnb.liveness`), the run is ended as ``expired`` in the store
+  and its closing events reach subscribers by the same road.
 
 Both feed one :class:`Channel` per run, an append-only list of events kept
 contiguous by ``seq``: an event is appended only when it is the next number;
@@ -31,11 +33,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Iterable
 
 import anyio.to_thread
 
 from ..events import Event
+from ..liveness import expire_if_orphaned
 from ..store import Store
 from .sse import Framing, Row, encode_row, event_row, retry_field
 
@@ -123,10 +127,19 @@ class Channel:
 class Broker:
     """All channels of one hub, on the hub's event loop."""
 
-    def __init__(self, store: Store, *, tail_interval: float = 0.01, linger: float = 5.0) -> None:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        tail_interval: float = 0.01,
+        linger: float = 5.0,
+        orphan_check: float = 2.0,
+    ) -> None:
         self.store = store
         self.tail_interval = tail_interval
         self.linger = linger
+        #: Seconds of silence in a tailed run before asking whether its producer died.
+        self.orphan_check = orphan_check
         self.channels: dict[str, Channel] = {}
         self.closing = False
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -177,6 +190,8 @@ class Broker:
         try:
             async with channel.load_lock:
                 if not channel.loaded:
+                    # A run whose producer is already dead ends now, in its history.
+                    await anyio.to_thread.run_sync(self._expire_orphan, run_id)
                     rows = await anyio.to_thread.run_sync(
                         self._tail_rows, run_id, channel.last, None
                     )
@@ -213,13 +228,26 @@ class Broker:
     def _tail_rows(self, run_id: str, after: int, limit: int | None) -> list[Row]:
         return self.store.event_rows(run_id, after=after, limit=limit)
 
+    def _expire_orphan(self, run_id: str) -> bool:
+        """End the run as ``expired`` if its producer died (see :mod:`nearnb.liveness`)."""
+        try:
+            return expire_if_orphaned(self.store, run_id)
+        except Exception:  # a failed check must not end the stream; the next one may work
+            log.exception("checking whether the producer of %s is alive failed", run_id)
+            return False
+
     async def _tail(self, channel: Channel) -> None:
         """Poll the store for a run written elsewhere, until its ``done`` or no subscribers.
 
         A pushed channel polls only to fill a gap (its store copy lags the
         pushes) and, slowly, as a safety net for a missed push.
+
+        A run written elsewhere that stays silent for :attr:`orphan_check`
+        seconds is checked for a dead producer, which ends it as ``expired``;
+        the closing events then arrive by the next poll.
         """
         idle = 0.0
+        silent_since = time.monotonic()
         try:
             while not channel.complete and not self.closing and channel.subscribers > 0:
                 if not channel.pushed or channel.has_gap() or idle >= 0.5:
@@ -228,6 +256,14 @@ class Broker:
                         self._tail_rows, channel.run_id, channel.last, 2000
                     )
                     channel.accept(rows)
+                    if rows:
+                        silent_since = time.monotonic()
+                    elif (
+                        not channel.pushed and time.monotonic() - silent_since >= self.orphan_check
+                    ):
+                        silent_since = time.monotonic()
+                        if await anyio.to_thread.run_sync(self._expire_orphan, channel.run_id):
+                            continue
                     if len(rows) == 2000:
                         continue
                 await asyncio.sleep(self.tail_interval)

@@ -48,9 +48,11 @@ def provider_only() -> float:
 
     resolved = resolve("bench::bench")
     start = time.perf_counter()
-    count = sum(1 for c in resolved.provider.stream([{"role": "user", "content": "go"}],
-                                                     model=resolved.model)
-                if c.choices and c.choices[0].delta.content)
+    count = sum(
+        1
+        for c in resolved.provider.stream([{"role": "user", "content": "go"}], model=resolved.model)
+        if c.choices and c.choices[0].delta.content
+    )
     elapsed = time.perf_counter() - start
     assert count
     return elapsed

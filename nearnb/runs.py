@@ -43,7 +43,7 @@ from .events import (
     text_content,
 )
 from .reducer import NOTICE_MESSAGE_TYPE, RunState
-from .store import EventWriter, Store
+from .store import EventWriter, Store, default_store
 
 if TYPE_CHECKING:
     from .environment import Environment
@@ -469,7 +469,7 @@ def start_run(
     written, so a typo loses nothing.
     """
     loaded = agent if isinstance(agent, Agent) else load_agent(Path(agent))
-    store = store or Store()
+    store = store or default_store()
     thread = store.require_thread(thread_id) if thread_id else store.create_thread()
     if message is not None:
         store.save_message(

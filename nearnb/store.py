@@ -320,6 +320,25 @@ class Store:
             return cur.rowcount
 
 
+_default_lock = threading.Lock()
+_default: Store | None = None
+
+
+def default_store() -> Store:
+    """The process's store for the current ``$NEARNB_HOME``, opened once.
+
+    Every run in a kernel would otherwise open its own SQLite connection;
+    one shared connection (the Store is thread-safe) is enough. A change of
+    ``$NEARNB_HOME`` opens the store there instead.
+    """
+    global _default
+    path = home() / "nearnb.db"
+    with _default_lock:
+        if _default is None or _default.path != path:
+            _default = Store(path)
+        return _default
+
+
 class EventWriter:
     """A run sink that appends events to the store in small batches.
 

@@ -149,3 +149,15 @@ def test_finished_logs_expire_when_a_store_opens(
     monkeypatch.setenv("NEARNB_EVENT_TTL", "0")
     assert Store(path).events(run.id) == []  # configured: gone at the next open
     assert Store(path).get_run(run.id).status == "completed"
+
+
+def test_runs_in_one_process_share_one_store_per_home(
+    nearnb_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from nearnb.store import default_store
+
+    first = default_store()
+    assert default_store() is first and first.path == nearnb_home / "nearnb.db"
+    monkeypatch.setenv("NEARNB_HOME", str(tmp_path / "elsewhere"))
+    moved = default_store()
+    assert moved is not first and moved.path == tmp_path / "elsewhere" / "nearnb.db"

@@ -22,7 +22,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, Literal
 
-from .events import Message, Thread, new_id, now, text_content
+from .events import Message, Thread, new_id
 from .streaming import StreamHandler
 from .tools import ToolRegistry, parse_text_tool_calls, run_tool_call
 
@@ -113,31 +113,9 @@ class Environment:
         self._ctx.check_cancelled()
         if isinstance(message, StreamHandler) and thread_id in (None, self._ctx.thread_id):
             return message.request_reply(attachments, message_type)
-        text = str(message)
-        msg = Message(
-            id=new_id("msg"),
-            created_at=now(),
-            thread_id=thread_id or self._ctx.thread_id,
-            role="assistant",
-            content=text_content(text),
-            assistant_id=self._ctx.assistant_id,
-            run_id=self._ctx.run_id,
-            attachments=[
-                a if isinstance(a, dict) else {"file_id": str(a), "tools": []} for a in attachments
-            ]
-            if attachments
-            else None,
-            metadata={"message_type": message_type} if message_type else {},
-            completed_at=now(),
+        return self._ctx.reply(
+            str(message), thread_id=thread_id, attachments=attachments, message_type=message_type
         )
-        if msg.thread_id != self._ctx.thread_id:
-            return self._ctx.store.save_message(msg)  # another thread: no events on this run
-        self._ctx.before_new_message(None)
-        data = msg.model_dump(mode="json")
-        self._ctx.emit("thread.message.created", {**data, "status": "in_progress", "content": []})
-        self._ctx.store.save_message(msg)
-        self._ctx.emit("thread.message.completed", data)
-        return msg
 
     def add_message(
         self, role: str, message: str, attachments: list[Any] | None = None, **kwargs: Any

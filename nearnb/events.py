@@ -375,3 +375,12 @@ def delta_text(data: dict[str, Any]) -> str:
 def text_content(text: str) -> list[dict[str, Any]]:
     """Message ``content`` holding one text block."""
     return [{"type": "text", "text": {"value": text, "annotations": []}}]
+
+
+def attachment_list(items: list[Any] | None) -> list[dict[str, Any]] | None:
+    """``attachments`` as NEAR agents pass them (file ids or dicts) in OpenAI shape."""
+    if not items:
+        return None
+    return [
+        item if isinstance(item, dict) else {"file_id": str(item), "tools": []} for item in items
+    ]

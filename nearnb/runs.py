@@ -38,6 +38,7 @@ from .events import (
     Message,
     Run,
     RunStep,
+    attachment_list,
     new_id,
     now,
     text_content,
@@ -262,22 +263,43 @@ class RunContext:
             params["max_tokens"] = defaults.model_max_tokens  # the embedded model caps it
         return {k: v for k, v in params.items() if v is not None}
 
-    def _notice(self, text: str) -> None:
+    def reply(
+        self,
+        text: str,
+        *,
+        thread_id: str | None = None,
+        attachments: list[Any] | None = None,
+        message_type: str | None = None,
+    ) -> Message:
+        """Store a whole (not streamed) assistant message of this run.
+
+        On the run's own thread it is announced like any message: finished
+        streams settle first, then ``created`` and ``completed``. On another
+        thread it is only stored: events belong to this run's thread.
+        """
         message = Message(
             id=new_id("msg"),
             created_at=now(),
-            thread_id=self.thread_id,
+            thread_id=thread_id or self.thread_id,
             role="assistant",
             content=text_content(text),
             assistant_id=self.assistant_id,
             run_id=self.run_id,
-            metadata={"message_type": NOTICE_MESSAGE_TYPE},
+            attachments=attachment_list(attachments),
+            metadata={"message_type": message_type} if message_type else {},
             completed_at=now(),
         )
-        self.store.save_message(message)
+        if message.thread_id != self.thread_id:
+            return self.store.save_message(message)
+        self.before_new_message(None)
         data = message.model_dump(mode="json")
         self.emit("thread.message.created", {**data, "status": "in_progress", "content": []})
+        self.store.save_message(message)
         self.emit("thread.message.completed", data)
+        return message
+
+    def _notice(self, text: str) -> None:
+        self.reply(text, message_type=NOTICE_MESSAGE_TYPE)
         self.run.metadata["nearnb.notice"] = text[:512]
 
     # ----------------------------------------------------------------- streams

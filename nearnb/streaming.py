@@ -26,7 +26,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from .events import Message, message_delta, new_id, now, text_content
+from .events import Message, attachment_list, message_delta, new_id, now, text_content
 
 if TYPE_CHECKING:
     from openai.types.chat import ChatCompletion, ChatCompletionChunk
@@ -250,15 +250,7 @@ class StreamHandler:
             "completed",
             completed_at=now(),
             metadata=metadata,
-            attachments=_attachments(attachments),
+            attachments=attachment_list(attachments),
         )
         self._ctx.store.save_message(message)
         self._ctx.emit("thread.message.completed", message.model_dump(mode="json"))
-
-
-def _attachments(items: list[Any] | None) -> list[dict[str, Any]] | None:
-    if not items:
-        return None
-    return [
-        item if isinstance(item, dict) else {"file_id": str(item), "tools": []} for item in items
-    ]

@@ -18,12 +18,9 @@ import os
 import socket
 import time
 
-from .events import Event, Message, Run, now, text_content
+from .events import TERMINAL_STATUSES, Event, Message, Run, now, text_content
 from .reducer import reduce
 from .store import Store
-
-#: Run statuses after which the producer writes nothing more.
-ENDED = frozenset(("completed", "failed", "cancelled", "expired", "incomplete", "requires_action"))
 
 
 def pid_alive(pid: int) -> bool:
@@ -59,7 +56,7 @@ def expire_if_orphaned(store: Store, run_id: str) -> bool:
     there was nothing to do or another writer got there first.
     """
     run = store.get_run(run_id)
-    if run is None or run.status in ENDED:
+    if run is None or run.status in TERMINAL_STATUSES:
         return False
     pid = orphaned_pid(run)
     if pid is None:

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Literal
 
 from .config import home
-from .events import Event, Message, Run, Thread, new_id, now
+from .events import TERMINAL_STATUSES, Event, Message, Run, Thread, new_id, now
 
 DEFAULT_EVENT_TTL = 24 * 3600.0
 
@@ -68,6 +68,39 @@ class StoreError(LookupError):
 
 class _Stale(Exception):
     """A conditional write found the store changed under it; nothing was written."""
+
+
+#: Run statuses after which a run writes nothing more (its log may expire).
+#: ``requires_action`` ends a stream but not the run, so it is not one of them.
+ENDED_STATUSES = TERMINAL_STATUSES - {"requires_action"}
+
+
+def _put_message(db: sqlite3.Connection, message: Message) -> None:
+    db.execute(
+        "INSERT INTO messages (id, thread_id, run_id, obj) VALUES (?, ?, ?, ?) "
+        "ON CONFLICT(id) DO UPDATE SET obj = excluded.obj, run_id = excluded.run_id",
+        (message.id, message.thread_id, message.run_id, message.model_dump_json()),
+    )
+
+
+def _put_run(db: sqlite3.Connection, run: Run) -> None:
+    ended = time.time() if run.status in ENDED_STATUSES else None
+    db.execute(
+        "INSERT INTO runs (id, thread_id, status, ended_at, obj) VALUES (?, ?, ?, ?, ?) "
+        "ON CONFLICT(id) DO UPDATE SET status = excluded.status, "
+        "ended_at = excluded.ended_at, obj = excluded.obj",
+        (run.id, run.thread_id, run.status, ended, run.model_dump_json()),
+    )
+
+
+def _put_events(db: sqlite3.Connection, events: list[Event]) -> None:
+    db.executemany(
+        "INSERT INTO events (run_id, seq, event, data, thread_id, at) VALUES (?, ?, ?, ?, ?, ?)",
+        [
+            (e.run_id, e.seq, e.event, json.dumps(e.data, separators=(",", ":")), e.thread_id, e.at)
+            for e in events
+        ],
+    )
 
 
 class Store:
@@ -145,11 +178,7 @@ class Store:
     def save_message(self, message: Message) -> Message:
         """Insert or update a message (same id keeps its place in the thread)."""
         with self._tx() as db:
-            db.execute(
-                "INSERT INTO messages (id, thread_id, run_id, obj) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT(id) DO UPDATE SET obj = excluded.obj, run_id = excluded.run_id",
-                (message.id, message.thread_id, message.run_id, message.model_dump_json()),
-            )
+            _put_message(db, message)
         return message
 
     def get_message(self, message_id: str) -> Message | None:
@@ -190,18 +219,8 @@ class Store:
     # --------------------------------------------------------------------- runs
 
     def save_run(self, run: Run) -> Run:
-        ended = (
-            time.time()
-            if run.status in ("completed", "failed", "cancelled", "expired", "incomplete")
-            else None
-        )
         with self._tx() as db:
-            db.execute(
-                "INSERT INTO runs (id, thread_id, status, ended_at, obj) VALUES (?, ?, ?, ?, ?) "
-                "ON CONFLICT(id) DO UPDATE SET status = excluded.status, "
-                "ended_at = excluded.ended_at, obj = excluded.obj",
-                (run.id, run.thread_id, run.status, ended, run.model_dump_json()),
-            )
+            _put_run(db, run)
         return run
 
     def get_run(self, run_id: str) -> Run | None:
@@ -218,16 +237,8 @@ class Store:
         """Append to run event logs; a duplicate (run_id, seq) is an error."""
         if not events:
             return
-        rows = [
-            (e.run_id, e.seq, e.event, json.dumps(e.data, separators=(",", ":")), e.thread_id, e.at)
-            for e in events
-        ]
         with self._tx() as db:
-            db.executemany(
-                "INSERT INTO events (run_id, seq, event, data, thread_id, at) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                rows,
-            )
+            _put_events(db, events)
 
     def end_run(
         self, run: Run, events: list[Event], messages: list[Message], *, after: int
@@ -238,10 +249,6 @@ class Store:
         and returns False if the log has grown past ``after`` or the stored run
         has already ended (someone else got there first).
         """
-        rows = [
-            (e.run_id, e.seq, e.event, json.dumps(e.data, separators=(",", ":")), e.thread_id, e.at)
-            for e in events
-        ]
         try:
             with self._tx() as db:
                 last = db.execute(
@@ -252,21 +259,10 @@ class Store:
                 ).fetchone()
                 if last != after or ended is None or ended[0]:
                     raise _Stale
-                db.executemany(
-                    "INSERT INTO events (run_id, seq, event, data, thread_id, at) "
-                    "VALUES (?, ?, ?, ?, ?, ?)",
-                    rows,
-                )
-                db.execute(
-                    "UPDATE runs SET status = ?, ended_at = ?, obj = ? WHERE id = ?",
-                    (run.status, time.time(), run.model_dump_json(), run.id),
-                )
+                _put_events(db, events)
+                _put_run(db, run)
                 for message in messages:
-                    db.execute(
-                        "INSERT INTO messages (id, thread_id, run_id, obj) VALUES (?, ?, ?, ?) "
-                        "ON CONFLICT(id) DO UPDATE SET obj = excluded.obj",
-                        (message.id, message.thread_id, message.run_id, message.model_dump_json()),
-                    )
+                    _put_message(db, message)
         except (_Stale, sqlite3.IntegrityError):
             return False
         return True

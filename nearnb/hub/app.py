@@ -39,7 +39,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 
 from ..events import Message, Run, new_id, now, text_content
-from ..store import Store, StoreError
+from ..store import ENDED_STATUSES, Store, StoreError
 from .broker import Broker
 from .completions import chat_completions
 from .errors import (
@@ -271,7 +271,7 @@ async def get_run(request: Request) -> Response:
 async def cancel_run(request: Request) -> Response:
     hub = _hub(request)
     run = await hub.run(request.path_params["tid"], request.path_params["rid"])
-    if f"thread.run.{run.status}" in _ENDED:
+    if run.status in ENDED_STATUSES:
         raise ApiError(400, f"cannot cancel run with status {run.status!r}", param="run_id")
     handle = hub.handles.get(run.id)
     if handle is None:
@@ -283,11 +283,6 @@ async def cancel_run(request: Request) -> Response:
         )
     handle.cancel("hub")
     return JSONResponse({**_dump(run), "status": "cancelling"})
-
-
-_ENDED = frozenset(
-    f"thread.run.{s}" for s in ("completed", "failed", "cancelled", "expired", "incomplete")
-)
 
 
 # ------------------------------------------------------------------ stream
@@ -335,7 +330,7 @@ async def _stream(
         return Response(status_code=204, headers=SSE_HEADERS)
     if not subscription.channel.rows and after == 0:
         run = await hub.call(hub.store.get_run, run_id)
-        if run is not None and f"thread.run.{run.status}" in _ENDED:
+        if run is not None and run.status in ENDED_STATUSES:
             subscription.close()
             raise ApiError(410, f"the event log of run {run_id} has expired", code="expired")
     return SSEResponse(

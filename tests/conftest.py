@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.openai_server import ScriptedOpenAI
+
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
 
@@ -42,3 +44,13 @@ def nearnb_home(
         ):
             monkeypatch.delenv(var, raising=False)
     yield home
+
+
+@pytest.fixture
+def srv(monkeypatch: pytest.MonkeyPatch) -> Iterator[ScriptedOpenAI]:
+    """A real scripted OpenAI server on 127.0.0.1, registered as provider ``scripted``."""
+    from tests.agent_helpers import use_scripted_provider
+
+    with ScriptedOpenAI() as server:
+        use_scripted_provider(monkeypatch, server)
+        yield server

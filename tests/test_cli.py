@@ -6,20 +6,10 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
-from tests.agent_helpers import make_agent, use_scripted_provider
+from tests.agent_helpers import make_agent
 from tests.support.openai_server import Reply, ScriptedOpenAI
-
-
-@pytest.fixture
-def srv(monkeypatch: pytest.MonkeyPatch) -> Iterator[ScriptedOpenAI]:
-    with ScriptedOpenAI() as server:
-        use_scripted_provider(monkeypatch, server)
-        yield server
 
 
 def nearnb(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:

@@ -16,18 +16,11 @@ from httpx_sse import connect_sse
 
 from nearnb.hub.server import HubError, HubServer, check_bind
 from nearnb.store import Store
-from tests.agent_helpers import API_KEY, make_agent, use_scripted_provider
+from tests.agent_helpers import API_KEY, make_agent
 from tests.support.hub import FakeRun, running_hub
 from tests.support.openai_server import Reply, ScriptedOpenAI
 
 STREAM_REPLY = "env.add_reply(env.completion(env.list_messages(), stream=True))\n"
-
-
-@pytest.fixture
-def srv(monkeypatch: pytest.MonkeyPatch) -> Iterator[ScriptedOpenAI]:
-    with ScriptedOpenAI() as server:
-        use_scripted_provider(monkeypatch, server)
-        yield server
 
 
 @pytest.fixture

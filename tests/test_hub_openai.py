@@ -15,7 +15,7 @@ from openai.types.beta.threads import Message, Text, TextDelta
 
 from nearnb.hub.server import HubServer
 from nearnb.store import Store
-from tests.agent_helpers import make_agent, use_scripted_provider
+from tests.agent_helpers import make_agent
 from tests.conftest import EXAMPLES
 from tests.support.hub import running_hub
 from tests.support.openai_server import Reply, ScriptedOpenAI
@@ -43,13 +43,6 @@ class Collector(AssistantEventHandler):
 
     def on_message_done(self, message: Message) -> None:
         self.done.append("".join(c.text.value for c in message.content if c.type == "text"))
-
-
-@pytest.fixture
-def srv(monkeypatch: pytest.MonkeyPatch) -> Iterator[ScriptedOpenAI]:
-    with ScriptedOpenAI() as server:
-        use_scripted_provider(monkeypatch, server)
-        yield server
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -19,19 +18,12 @@ import pytest
 import nearnb.hub
 from nearnb.hub.client import attach
 from nearnb.runs import start_run
-from tests.agent_helpers import make_agent, use_scripted_provider
+from tests.agent_helpers import make_agent
 from tests.conftest import ROOT
 from tests.support.hub import FakeRun, HubProcess, free_port
 from tests.support.openai_server import Reply, ScriptedOpenAI
 
 STREAM_REPLY = "env.add_reply(env.completion(env.list_messages(), stream=True))\n"
-
-
-@pytest.fixture
-def srv(monkeypatch: pytest.MonkeyPatch) -> Iterator[ScriptedOpenAI]:
-    with ScriptedOpenAI() as server:
-        use_scripted_provider(monkeypatch, server)
-        yield server
 
 
 def nearnb_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:

@@ -25,7 +25,7 @@ from nearnb.events import Run, new_id, now
 from nearnb.hub.server import HubServer
 from nearnb.liveness import expire_if_orphaned
 from nearnb.store import Store
-from tests.agent_helpers import make_agent, use_scripted_provider
+from tests.agent_helpers import make_agent
 from tests.support.hub import running_hub
 from tests.support.openai_server import Reply, ScriptedOpenAI
 
@@ -38,13 +38,6 @@ handle = start_run(sys.argv[1], "go")
 print(handle.thread_id, handle.run_id, flush=True)
 handle.wait()
 """
-
-
-@pytest.fixture
-def srv(monkeypatch: pytest.MonkeyPatch) -> Iterator[ScriptedOpenAI]:
-    with ScriptedOpenAI() as server:
-        use_scripted_provider(monkeypatch, server)
-        yield server
 
 
 @pytest.fixture

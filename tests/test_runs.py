@@ -7,7 +7,6 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,17 +14,10 @@ import pytest
 from nearnb.agents import AgentError
 from nearnb.runs import run_agent, start_run
 from nearnb.store import Store, StoreError
-from tests.agent_helpers import API_KEY, make_agent, use_scripted_provider
+from tests.agent_helpers import API_KEY, make_agent
 from tests.support.openai_server import Reply, ScriptedOpenAI
 
 STREAM_REPLY = "env.add_reply(env.completion(env.list_messages(), stream=True))\n"
-
-
-@pytest.fixture
-def srv(monkeypatch: pytest.MonkeyPatch) -> Iterator[ScriptedOpenAI]:
-    with ScriptedOpenAI() as server:
-        use_scripted_provider(monkeypatch, server)
-        yield server
 
 
 def test_agent_exception_fails_the_run_with_traceback(srv: ScriptedOpenAI, tmp_path: Path) -> None:

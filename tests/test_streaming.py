@@ -3,22 +3,12 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from nearnb.runs import run_agent
 from nearnb.store import Store
-from tests.agent_helpers import make_agent, use_scripted_provider
+from tests.agent_helpers import make_agent
 from tests.support.openai_server import Reply, ScriptedOpenAI
-
-
-@pytest.fixture
-def srv(monkeypatch: pytest.MonkeyPatch) -> Iterator[ScriptedOpenAI]:
-    with ScriptedOpenAI() as server:
-        use_scripted_provider(monkeypatch, server)
-        yield server
 
 
 def names(result) -> list[str]:  # noqa: ANN001

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,20 +21,13 @@ from nearnb.view.plain import PlainRenderer
 from nearnb.view.sink import RecordingSink
 from nearnb.view.terminal import TerminalRenderer
 from nearnb.view.testing import EventFactory, ManualClock, recording_comms
-from tests.agent_helpers import make_agent, use_scripted_provider
+from tests.agent_helpers import make_agent
 from tests.support.openai_server import Reply, ScriptedOpenAI
 
 TWO_REPLIES = (
     "env.add_reply(env.completion(env.list_messages(), stream=True))\n"
     "env.add_reply(env.completion(env.list_messages(), stream=True))\n"
 )
-
-
-@pytest.fixture
-def srv(monkeypatch: pytest.MonkeyPatch) -> Iterator[ScriptedOpenAI]:
-    with ScriptedOpenAI() as server:
-        use_scripted_provider(monkeypatch, server)
-        yield server
 
 
 def sample_run(factory: EventFactory) -> list:

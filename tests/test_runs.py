@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from nearnb.agents import AgentError
+from nearnb.events import Event
 from nearnb.runs import run_agent, start_run
 from nearnb.store import Store, StoreError
 from tests.agent_helpers import API_KEY, make_agent
@@ -116,12 +117,30 @@ def test_keyboard_interrupt_while_waiting_cancels_the_run(
     srv: ScriptedOpenAI, tmp_path: Path
 ) -> None:
     srv.script(Reply.text(*["tock "] * 200, delay=0.02))
-    handle = start_run(make_agent(tmp_path / "interrupt", STREAM_REPLY), "go")
-    timer = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT))  # a real Ctrl-C
-    timer.start()
-    result = handle.wait()
-    timer.join()
-    assert result.status == "cancelled" and result.messages[0].status == "incomplete"
+    first_delta = threading.Event()
+
+    def on_event(event: Event) -> None:
+        if event.event == "thread.message.delta":
+            first_delta.set()
+
+    def ctrl_c_after_first_delta() -> None:
+        # The condition, not a guess: a cold ``import openai`` on a loaded machine can take
+        # longer than any fixed delay. Bounded, so a run that never streams fails the test
+        # (no delta, then the run completes) instead of hanging it.
+        if first_delta.wait(60):
+            os.kill(os.getpid(), signal.SIGINT)  # a real Ctrl-C, while the main thread waits
+
+    handle = start_run(make_agent(tmp_path / "interrupt", STREAM_REPLY), "go", on_event=on_event)
+    interrupter = threading.Thread(target=ctrl_c_after_first_delta)
+    interrupter.start()
+    result = handle.wait(timeout=60)
+    interrupter.join()
+    assert first_delta.is_set(), "the run never streamed a delta"
+    assert result.status == "cancelled"
+    assert 1 <= result.deltas < 200
+    message = result.messages[0]
+    assert message.status == "incomplete" and message.incomplete_details.reason == "run_cancelled"
+    assert message.text == "tock " * result.deltas  # the partial text, every delta kept
 
 
 def test_subscribers_get_every_event_live_and_a_broken_one_is_harmless(

@@ -18,11 +18,18 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
+from tests.agent_helpers import make_agent
 from tests.conftest import EXAMPLES, ROOT
+from tests.support.openai_server import Reply, ScriptedOpenAI
 
 pytestmark = pytest.mark.local_model
 
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+#: Two streamed answers in one run: a short one, then a long one to interrupt.
+TWO_REPLIES = (
+    "env.add_reply(env.completion(env.list_messages(), stream=True))\n"
+    "env.add_reply(env.completion(env.list_messages(), stream=True))\n"
+)
 
 
 def cell_magic(agent: str, message: str, options: str = "") -> str:
@@ -106,23 +113,21 @@ def test_saved_notebook_holds_final_answers_and_run_metadata(tmp_path: Path) -> 
     assert not [o for c in nb.cells for o in c.outputs if WIDGET_VIEW in o.get("data", {})]
 
 
-LONG_AGENT = """
-for i in range(40):
-    env.add_reply(env.completion(
-        [{"role": "user", "content": "Tell a long story about the sea."}],
-        stream=True, max_tokens=120))
-"""
+def test_kernel_interrupt_cancels_the_run_and_keeps_the_result(
+    srv: ScriptedOpenAI, tmp_path: Path
+) -> None:
+    """The fallback that needs no frontend at all: the toolbar's interrupt.
 
-
-def test_kernel_interrupt_cancels_the_run_and_keeps_the_result(tmp_path: Path) -> None:
-    """The fallback that needs no frontend at all: the toolbar's interrupt."""
+    The kernel's model is the scripted server (over real HTTP, from the kernel process): a
+    3-chunk answer, then one of 400 chunks 20 ms apart, so the interrupt (at 30 deltas) lands
+    inside the second message for certain and its partial text is known exactly. (On the
+    embedded model it could land between two replies, leaving no partial message to check.)
+    """
     from jupyter_client.manager import start_new_kernel
 
-    agent = tmp_path / "long-agent"
-    agent.mkdir()
-    (agent / "agent.py").write_text(LONG_AGENT)
-    (agent / "metadata.json").write_text('{"name": "long-agent", "version": "0.1.0"}')
-    km, kc = start_new_kernel(kernel_name="python3", cwd=str(ROOT))
+    srv.script(["Know ", "thy", "self."], Reply.text(*["tick "] * 400, delay=0.02))
+    agent = make_agent(tmp_path / "long-agent", TWO_REPLIES)
+    km, kc = start_new_kernel(kernel_name="python3", cwd=str(ROOT))  # inherits the provider env
     try:
         kc.execute_interactive("%load_ext nearnb", timeout=60)
         msg_id = kc.execute(f"%%near_agent {agent} --display handle\nGo on.")
@@ -138,13 +143,21 @@ def test_kernel_interrupt_cancels_the_run_and_keeps_the_result(tmp_path: Path) -
         assert reply["content"]["status"] == "ok"  # the cell returned, it did not raise
         outputs: list[str] = []
         kc.execute_interactive(
-            "import json; print(json.dumps([_.status, [m.status for m in _.messages]]))",
+            "import json; print(json.dumps([_.status, _.deltas, "
+            "[(m.status, m.text, m.incomplete_details and m.incomplete_details.reason) "
+            "for m in _.messages]]))",
             timeout=30,
             output_hook=lambda m: outputs.append(m["content"].get("text", "")),
         )
-        status, messages = json.loads("".join(outputs))
-        assert status == "cancelled" and len(messages) < 40
-        assert set(messages[:-1]) <= {"completed"}  # a partial last reply is kept, incomplete
+        status, run_deltas, messages = json.loads("".join(outputs))
+        assert status == "cancelled"
+        assert 30 <= run_deltas < 403  # at least what the display showed; not every chunk
+        assert messages[0] == ["completed", "Know thyself.", None]  # a finished answer stays
+        assert len(messages) == 2
+        last_status, last_text, reason = messages[-1]
+        assert last_status == "incomplete" and reason == "run_cancelled"
+        partial = run_deltas - 3
+        assert partial >= 27 and last_text == "tick " * partial  # every delta received, kept
     finally:
         kc.stop_channels()
         km.shutdown_kernel(now=True)

@@ -9,7 +9,7 @@ import asyncio
 import json
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 
 import pytest
 from starlette.applications import Starlette
@@ -38,6 +38,19 @@ from tests.support.hub import CuttingProxy, FakeRun, HubProcess, running_hub, se
 def hub() -> Iterator[HubServer]:
     with running_hub() as server:
         yield server
+
+
+def wait_until(condition: Callable[[], object], what: str, timeout: float = 30.0) -> None:
+    """Poll ``condition`` until it holds; raise saying ``what`` after ``timeout`` s.
+
+    Raises rather than ``pytest.fail``: it also runs on helper threads, where the test sees
+    the consequence (e.g. no reconnection) in its own assertions.
+    """
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout:g} s waiting until {what}")
+        time.sleep(0.005)
 
 
 def assert_complete(result, run: FakeRun) -> None:  # noqa: ANN001
@@ -132,8 +145,7 @@ def test_cut_connection_resumes_with_last_event_id_every_delta_once(hub: HubServ
     with CuttingProxy(hub.port) as proxy:
 
         def cut_later() -> None:
-            while run.emitted < 100:
-                time.sleep(0.005)
+            wait_until(lambda: run.emitted >= 100, "the run has emitted 100 events")
             proxy.cut()
 
         threading.Thread(target=cut_later, daemon=True).start()
@@ -150,9 +162,10 @@ def test_attach_survives_the_hub_being_restarted() -> None:
     with HubProcess() as process:
 
         def restart() -> None:
-            while run.emitted < 60:
-                time.sleep(0.005)
+            wait_until(lambda: run.emitted >= 60, "the run has emitted 60 events")
             process.stop(kill=True)
+            # Part of the scenario, not a wait for something: the hub stays down for a while,
+            # so the client's reconnect attempts meet a closed port before the new hub is up.
             time.sleep(0.3)
             process.start()
 
@@ -229,7 +242,7 @@ def broken_hub() -> Starlette:
             async def frames() -> AsyncIterator[bytes]:
                 for frame in (*(encode_event(e) for e in GOOD), DONE_BYTES):
                     yield frame
-                    await asyncio.sleep(0.1)
+                    await asyncio.sleep(0.1)  # the pacing under test: real gaps between frames
 
             return StreamingResponse(frames(), media_type=sse)
         if kind == "near":  # NEAR's real hub: no ids, no done, never closes the stream
@@ -239,7 +252,7 @@ def broken_hub() -> Starlette:
                     yield f"data: {json.dumps({'event': e.event, 'data': e.data})}\n\n".encode()
                 done = {"event": "thread.run.completed", "data": {"delta": {"status": "queued"}}}
                 yield f"data: {json.dumps(done)}\n\n".encode()
-                await asyncio.sleep(3600)
+                await asyncio.sleep(3600)  # what is tested: a stream that never ends
 
             return StreamingResponse(body(), media_type=sse)
         return Response(status_code=418)

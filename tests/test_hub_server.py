@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -24,6 +25,15 @@ from tests.support.hub import FakeRun, HubProcess, free_port
 from tests.support.openai_server import Reply, ScriptedOpenAI
 
 STREAM_REPLY = "env.add_reply(env.completion(env.list_messages(), stream=True))\n"
+
+
+def wait_until(condition: Callable[[], object], what: str, timeout: float = 30.0) -> None:
+    """Poll ``condition`` until it holds; fail the test saying ``what`` after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:g} s waiting until {what}")
+        time.sleep(0.005)
 
 
 def nearnb_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -69,10 +79,10 @@ def test_a_kernel_run_streams_live_from_a_hub_in_another_process(
     srv: ScriptedOpenAI, tmp_path: Path
 ) -> None:
     srv.script(Reply.text(*[f"t{i} " for i in range(40)], delay=0.02))
-    handle = start_run(make_agent(tmp_path / "echo", STREAM_REPLY), "go")
-    with HubProcess() as hub:
-        while handle.state.deltas < 5:  # attach mid-run
-            time.sleep(0.01)
+    with HubProcess() as hub:  # started first: its start-up time cannot outlast the run
+        handle = start_run(make_agent(tmp_path / "echo", STREAM_REPLY), "go")
+        wait_until(lambda: handle.state.deltas >= 5, "the run has streamed 5 deltas")
+        assert not handle.done  # attach mid-run
         result = attach(hub.url, thread_id=handle.thread_id, run_id=handle.run_id, display="none")
     local = handle.wait()
     assert result.status == "completed" and result.text == local.text
@@ -119,11 +129,13 @@ def test_hub_stops_within_seconds_while_streams_are_open() -> None:
 
     def follow() -> None:
         with httpx.stream("GET", url + run.stream_path(), timeout=30) as response:
-            seen.extend(response.iter_lines())
+            for line in response.iter_lines():
+                seen.append(line)
 
     reader = threading.Thread(target=follow)
     reader.start()
-    time.sleep(0.3)
+    # the stream is open: the run's first event arrived (the rest waits on the gate)
+    wait_until(lambda: "id: 1" in seen, "the stream has delivered its first event")
     started = time.monotonic()
     nearnb.hub.stop(url)
     assert time.monotonic() - started < 3

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
@@ -22,20 +22,39 @@ from tests.support.hub import CuttingProxy, FakeRun, HubProcess, running_hub
 TIMEOUT = httpx.Timeout(10.0, read=30.0)
 
 
+def wait_until(condition: Callable[[], object], what: str, timeout: float = 30.0) -> None:
+    """Poll ``condition`` until it holds; fail the test saying ``what`` after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:g} s waiting until {what}")
+        time.sleep(0.005)
+
+
 @pytest.fixture
 def hub() -> Iterator[HubServer]:
     with running_hub() as server:
         yield server
 
 
-def read_stream(url: str, headers: dict[str, str] | None = None) -> list[tuple[str, str, str]]:
-    """Every (id, event, data) frame of a stream until the server ends it."""
+def read_stream(
+    url: str,
+    headers: dict[str, str] | None = None,
+    into: list[tuple[str, str, str]] | None = None,
+) -> list[tuple[str, str, str]]:
+    """Every (id, event, data) frame of a stream until the server ends it.
+
+    ``into``: a list the frames are appended to as they arrive, for another thread to watch.
+    """
+    frames = [] if into is None else into
     with (
         httpx.Client(timeout=TIMEOUT) as client,
         connect_sse(client, "GET", url, headers=headers or {}) as source,
     ):
         source.response.raise_for_status()
-        return [(sse.id, sse.event, sse.data) for sse in source.iter_sse()]
+        for sse in source.iter_sse():
+            frames.append((sse.id, sse.event, sse.data))
+    return frames
 
 
 def delta_texts(frames: list[tuple[str, str, str]]) -> list[str]:
@@ -53,12 +72,13 @@ def test_three_concurrent_subscribers_get_the_identical_sequence(hub: HubServer)
     results: list[list[tuple[str, str, str]]] = [[] for _ in range(3)]
 
     def subscribe(i: int) -> None:
-        results[i] = read_stream(url)
+        read_stream(url, into=results[i])
 
     threads = [threading.Thread(target=subscribe, args=(i,)) for i in range(3)]
     for thread in threads:
         thread.start()
-    time.sleep(0.3)  # all three connected while the run is waiting to stream
+    # all three are subscribed (each has a frame of the run's start) before any delta is sent
+    wait_until(lambda: all(results), "every subscriber has received its first frame")
     gate.set()
     for thread in threads:
         thread.join(30)
@@ -72,8 +92,7 @@ def test_three_concurrent_subscribers_get_the_identical_sequence(hub: HubServer)
 
 def test_subscriber_joining_mid_run_gets_history_then_live(hub: HubServer) -> None:
     run = FakeRun(150, interval=0.01).start()
-    while run.emitted < 60:
-        time.sleep(0.005)
+    wait_until(lambda: run.emitted >= 60, "the run has emitted 60 events")
     joined_at = run.emitted
     frames = read_stream(hub.url + run.stream_path())
     assert joined_at < run.total  # really joined mid-run
@@ -225,19 +244,26 @@ def test_graceful_hub_stop_ends_streams_without_done() -> None:
     server.start()
     gate = threading.Event()
     run = FakeRun(5, start_gate=gate).start()
-    frames: list[str] = []
+    frames: list[tuple[str, str, str]] = []
+    errors: list[BaseException] = []
 
     def subscribe() -> None:
-        frames.extend(event for _, event, _ in read_stream(server.url + run.stream_path()))
+        try:
+            read_stream(server.url + run.stream_path(), into=frames)
+        except BaseException as exc:  # the assertion below shows it
+            errors.append(exc)
 
     reader = threading.Thread(target=subscribe)
     reader.start()
-    time.sleep(0.3)
+    # the stream is open and live: the run's first events arrived, the rest waits on the gate
+    wait_until(lambda: frames, "the subscriber has received the run's first frame")
     started = time.monotonic()
     server.stop()
     reader.join(10)
     assert time.monotonic() - started < 3
-    assert frames and "done" not in frames
+    assert not reader.is_alive() and not errors  # the stream ended, cleanly
+    names = [event for _, event, _ in frames]
+    assert names and "thread.message.delta" not in names and "done" not in names
     gate.set()
 
 

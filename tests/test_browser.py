@@ -21,7 +21,13 @@ from typing import Any
 import pytest
 
 from tests.conftest import EXAMPLES, ROOT
-from tests.support.jupyterlab import CHROMIUM, JupyterLab, LabPage, chromium, write_notebook
+from tests.support.jupyterlab import (
+    JupyterLab,
+    LabPage,
+    chromium,
+    require_browser,
+    write_notebook,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.local_model]
 
@@ -54,11 +60,7 @@ STATE_JS = """(i) => {
 
 @pytest.fixture(scope="module")
 def browser() -> Any:
-    if not CHROMIUM.exists():
-        message = f"{CHROMIUM} is missing: run scripts/setup.sh (apt-get install chromium)"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(message)  # CI must run this test, never skip it
-        pytest.skip(message)
+    require_browser()  # no chromium or no Playwright: skipped here, a failure under CI=true
     with chromium() as browser:
         yield browser
 

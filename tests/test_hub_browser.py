@@ -6,37 +6,16 @@ into the store while the browser listens.
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from nearnb.hub.server import HubServer
 from tests.support.hub import FakeRun, running_hub
+from tests.support.jupyterlab import chromium, require_browser
 
-CHROMIUM = Path("/usr/bin/chromium")
-pytestmark = [
-    pytest.mark.browser,
-    # Skipped only on a developer machine without it; under CI=true a missing
-    # browser fails the test (scripts/setup.sh installs it), never skips it.
-    pytest.mark.skipif(
-        not CHROMIUM.exists() and os.environ.get("CI", "").lower() != "true",
-        reason="Debian chromium is not installed: run scripts/setup.sh",
-    ),
-]
-
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-dev-shm-usage",
-]
+pytestmark = pytest.mark.browser
 
 # Collects the deltas of one stream. ``closeOnTerminal``: what a well-behaved client does;
 # otherwise the browser reconnects when the stream ends, and the hub's 204 must stop it.
@@ -53,6 +32,7 @@ LISTEN = """
     es.addEventListener(name, (e) => {
       seen.names.push(name);
       seen.ids.push(Number(e.lastEventId));
+      if (seen.ids.length === 1 && window.firstFrame) { window.firstFrame(); }
       if (e.data.includes("nearnb_at")) { seen.timed += 1; }
       if (name === "thread.message.delta") {
         seen.text += JSON.parse(e.data).delta.content[0].text.value;
@@ -77,14 +57,11 @@ def hub() -> Iterator[HubServer]:
 
 @pytest.fixture
 def page(hub: HubServer) -> Iterator[object]:
-    playwright = pytest.importorskip("playwright.sync_api")
-    with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS)
-        try:
-            page = browser.new_page()
-            yield page
-        finally:
-            browser.close()
+    # Skipped only on a developer machine without chromium or Playwright; under CI=true
+    # either one missing fails the test (scripts/setup.sh installs both), never skips it.
+    require_browser()
+    with chromium() as browser:
+        yield browser.new_page()
 
 
 def open_origin(page: object, hub: HubServer, run: FakeRun) -> None:
@@ -97,7 +74,8 @@ def test_event_source_receives_the_deltas_and_stops_at_the_terminal_event(
     gate = threading.Event()
     run = FakeRun(60, interval=0.005, start_gate=gate).start()
     open_origin(page, hub, run)
-    threading.Timer(0.5, gate.set).start()  # deltas flow while the browser listens
+    # deltas flow once the browser listens: its first frame (of the run's start) opens the gate
+    page.expose_function("firstFrame", gate.set)
     seen = page.evaluate(LISTEN, [run.stream_path(), True])
     assert seen["text"] == run.text
     assert seen["names"].count("thread.message.delta") == run.deltas

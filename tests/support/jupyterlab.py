@@ -6,6 +6,8 @@ The measured recipe of shared/reference/browser-tests.md, as a harness:
   dirs and no update or news checks; ``--allow-root`` only when root;
   it is its own process group, so stopping it takes the kernels too;
 * the browser is ``/usr/bin/chromium`` (never ``playwright install``);
+* a machine without chromium or without Playwright skips the browser tests,
+  except under ``CI=true``, where that fails them (:func:`require_browser`);
 * "kernel ready" is the toolbar kernel name *and* an idle indicator - the
   indicator alone reads idle before the kernel is connected, and a
   Shift+Enter in that window is silently dropped;
@@ -21,6 +23,7 @@ Usage::
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import secrets
@@ -35,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -43,6 +47,29 @@ CHROMIUM_ARGS = [
     "--disable-dev-shm-usage",
 ]  # fmt: skip
 NOTEBOOK = ".jp-NotebookPanel:not(.lm-mod-hidden)"
+
+
+def browser_missing() -> str | None:
+    """Why the browser tests cannot run on this machine, or None when they can."""
+    if not CHROMIUM.exists():
+        return f"{CHROMIUM} is missing: run scripts/setup.sh (apt-get install chromium)"
+    if importlib.util.find_spec("playwright") is None:
+        return "Playwright is not installed: run scripts/setup.sh (pip install -e '.[test]')"
+    return None
+
+
+def require_browser() -> None:
+    """Skip the calling test when chromium or Playwright is missing; under ``CI=true`` fail it.
+
+    CI must run the browser tests, never skip them: a skip there would hide that the one
+    check of what a user actually sees did not happen.
+    """
+    problem = browser_missing()
+    if problem is None:
+        return
+    if os.environ.get("CI", "").strip().lower() == "true":
+        pytest.fail(f"CI=true: {problem}")
+    pytest.skip(problem)
 
 
 def free_port() -> int:

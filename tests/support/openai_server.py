@@ -16,6 +16,7 @@ Usage::
         srv.script(Reply.error(429))                  # 3rd: HTTP 429 with an OpenAI error body
         srv.script(Reply.text("a", "b", "c", drop_after=2))   # 4th: connection cut mid-stream
         srv.script(Reply.tool_call("get_time", {"tz": "UTC"}))  # 5th: delta.tool_calls
+        srv.script(Reply.text("x", "y", gate=ready))  # 6th: role chunk, then waits for ready.set()
         ...
         srv.requests[0].body["temperature"]           # what the client sent (JSON body)
         srv.requests[0].headers["authorization"]      # and its headers (lower-case names)
@@ -91,6 +92,7 @@ class Reply:
     error_message: str | None = None
     headers: dict[str, str] = field(default_factory=dict)
     model: str | None = None  # None -> echo the requested model
+    gate: threading.Event | None = None  # streamed: hold the chunks after the role chunk until set
 
     @classmethod
     def text(
@@ -102,8 +104,13 @@ class Reply:
         error_message: str | None = None,
         finish_reason: str = "stop",
         model: str | None = None,
+        gate: threading.Event | None = None,
     ) -> Reply:
-        """Content streamed one piece per chunk (non-stream: the pieces joined)."""
+        """Content streamed one piece per chunk (non-stream: the pieces joined).
+
+        ``gate``: the stream sends its role chunk, then waits (up to 60 s) until the event is
+        set, so a test or bench can open the stream's content once its listeners are ready.
+        """
         return cls(
             pieces=tuple(pieces),
             delay=delay,
@@ -112,6 +119,7 @@ class Reply:
             error_message=error_message,
             finish_reason=finish_reason,
             model=model,
+            gate=gate,
         )
 
     @classmethod
@@ -403,6 +411,12 @@ async def _sse(reply: Reply, model: str, include_usage: bool) -> AsyncIterator[s
         content_event(d["content"]) if "content" in d else event(d) for d in _deltas(reply)
     )
     batch = [event({"role": "assistant", "content": ""})]
+    if reply.gate is not None:
+        yield "".join(batch)
+        batch = []
+        deadline = time.monotonic() + 60
+        while not reply.gate.is_set() and time.monotonic() < deadline:
+            await asyncio.sleep(0.001)
     stop_at = reply.drop_after if reply.drop_after is not None else reply.error_after
     sent = 0
     for item in events:

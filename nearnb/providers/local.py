@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .base import ProviderError
+from .sdk import sdk
 
 if TYPE_CHECKING:
     from llama_cpp import Llama
@@ -263,8 +264,7 @@ class LocalProvider:
     def complete(
         self, messages: list[dict[str, Any]], *, model: str = "", **params: Any
     ) -> ChatCompletion:
-        from openai.types.chat import ChatCompletion
-
+        completion_type = sdk().ChatCompletion
         llm, guard = load(self._path)
         kwargs = _arguments(params, self.model_name)
         with guard:
@@ -276,9 +276,9 @@ class LocalProvider:
                     f"local model: {type(exc).__name__}: {exc}", provider="local"
                 ) from None
         try:
-            return ChatCompletion.model_validate(result)
+            return completion_type.model_validate(result)
         except ValueError:
-            return ChatCompletion.construct(**result)  # type: ignore[arg-type]
+            return completion_type.construct(**result)  # type: ignore[arg-type]
 
     def stream(
         self, messages: list[dict[str, Any]], *, model: str = "", **params: Any
@@ -303,9 +303,7 @@ class LocalChunkStream:
     """
 
     def __init__(self, start: Callable[[], Iterator[dict[str, Any]]], guard: ModelGuard) -> None:
-        from openai.types.chat import ChatCompletionChunk
-
-        self._chunk_type = ChatCompletionChunk
+        self._chunk_type = sdk().ChatCompletionChunk
         self._start = start
         self._guard = guard
         self._holding = False

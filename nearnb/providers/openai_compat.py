@@ -11,6 +11,9 @@ SDK's lenient construction, so nothing that the SDK would accept is refused.
 
 Every failure surfaces as :class:`ProviderError` naming the provider and the HTTP status, and
 the API key is never part of a message, repr or exception chain.
+
+openai, httpx and httpx-sse come from :func:`nearnb.providers.sdk.sdk` only, which loads them
+once, in an order that lets concurrent first runs in a fresh process work (see that module).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 from .base import ProviderError
+from .sdk import sdk
 
 if TYPE_CHECKING:
     import openai
@@ -134,14 +138,17 @@ class OpenAICompatProvider:
         if self._client is None:
             with self._client_lock:
                 if self._client is None:
-                    import openai
-
-                    self._client = openai.OpenAI(
+                    openai = sdk().openai
+                    client = openai.OpenAI(
                         base_url=self.base_url,
                         api_key=self.__api_key or "none",
                         timeout=openai.Timeout(self.timeout, connect=CONNECT_TIMEOUT),
                         max_retries=self.max_retries,
                     )
+                    # ``chat`` is a lazily imported resource: build it here, under the lock,
+                    # not in several threads' first requests at once.
+                    _create_parameters(client)
+                    self._client = client
         return self._client
 
     def _request(
@@ -173,8 +180,7 @@ class OpenAICompatProvider:
         """A ProviderError for any exception from the SDK, with the key scrubbed."""
         if isinstance(exc, ProviderError):
             return exc
-        import openai
-
+        openai = sdk().openai
         where = safe_url(self.base_url)
         name = self.name
         if isinstance(exc, openai.APIStatusError):
@@ -238,15 +244,12 @@ class SSEChunkStream:
     """
 
     def __init__(self, response: Any, provider: str, redact: Callable[[str], str]) -> None:
-        from httpx_sse import EventSource
-        from openai.types.chat import ChatCompletionChunk
-        from pydantic import ValidationError
-
-        self._chunk_type = ChatCompletionChunk
-        self._invalid = ValidationError
+        loaded = sdk()
+        self._chunk_type = loaded.ChatCompletionChunk
+        self._invalid = loaded.ValidationError
         self._response = response
         # SSE framing is httpx-sse's job; this class only maps events to chunks.
-        self._events: Iterator[Any] = EventSource(response.http_response).iter_sse()
+        self._events: Iterator[Any] = loaded.EventSource(response.http_response).iter_sse()
         self._provider = provider
         self._redact = redact
         self._closed = False

@@ -15,16 +15,11 @@ cwd alone; agents reach their files through ``env.read_file``.
 
 from __future__ import annotations
 
-import builtins
 import json
 import os
-import sys
-import threading
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -177,49 +172,3 @@ def load_agent(path: str | os.PathLike[str]) -> Agent:
         more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
         raise AgentError(f"{meta_path}: {field}: {first['msg']}{more}") from None
     return Agent(path=folder, metadata=metadata)
-
-
-# ------------------------------------------------------------------- execution
-
-_path_lock = threading.Lock()
-
-
-@contextmanager
-def _on_sys_path(folder: Path) -> Iterator[None]:
-    """Agent folder first on ``sys.path``, and its modules fresh, for one run."""
-    entry = str(folder)
-    with _path_lock:
-        for name, module in list(sys.modules.items()):
-            file = getattr(module, "__file__", None)
-            if file and Path(file).resolve().is_relative_to(folder):
-                del sys.modules[name]
-        sys.path.insert(0, entry)
-    try:
-        yield
-    finally:
-        with _path_lock:
-            if entry in sys.path:
-                sys.path.remove(entry)
-
-
-def exec_agent(agent: Agent, env: Any, task: str | None) -> None:
-    """Run ``agent.py`` the NEAR way. Exceptions propagate to the run.
-
-    ``from nearai.agents.environment import Environment`` works inside the
-    agent even without the ``nearai`` package (see :mod:`nearnb._compat`).
-    """
-    from ._compat import install_nearai_shim
-
-    install_nearai_shim()
-    source_path = agent.path / "agent.py"
-    code = compile(source_path.read_text(encoding="utf-8"), str(source_path), "exec")
-    namespace: dict[str, Any] = {
-        "env": env,
-        "agent": agent,
-        "task": task,
-        "__name__": "__main__",
-        "__file__": str(source_path),
-        "__builtins__": builtins,
-    }
-    with _on_sys_path(agent.path):
-        exec(code, namespace)  # noqa: S102 - running the user's agent is the point

@@ -11,18 +11,27 @@ run unchanged. Where NEAR was wrong nearnb is right on purpose, and says so:
 * streamed tool-call deltas are accumulated, not dropped;
 * ``add_reply`` is synchronous, so replies are stored in order.
 
-Everything the agent does that a viewer cares about becomes an event on the
-run (through :class:`nearnb.runs.RunContext`); nothing here renders output.
+Everything the agent does that a viewer or the store cares about becomes an
+event on the run log (layer 1) through the message sequencer (layer 2);
+nothing here writes a row or renders output. Reads (``list_messages``,
+``get_thread``) first wait until the store has every event emitted so far,
+so an agent always reads its own writes.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, Literal
 
 from .events import Message, Thread, new_id
+from .messages import MessageSequencer
+from .modelchoice import ModelChoice
+from .runlog import RunLog
+from .store import Store
 from .streaming import StreamHandler
 from .tools import ToolRegistry, parse_text_tool_calls, run_tool_call
 
@@ -30,7 +39,6 @@ if TYPE_CHECKING:
     from openai.types.chat import ChatCompletion
 
     from .agents import Agent
-    from .runs import RunContext
 
 __all__ = ["Environment", "StreamHandler", "FileAccessError"]
 
@@ -52,11 +60,27 @@ def _confined(base: Path, filename: str) -> Path:
     return target
 
 
+@dataclass(frozen=True)
+class RunPorts:
+    """What a run lends its environment: the log, the sequencer, model choice, the store.
+
+    ``sync`` blocks until the store holds every event emitted so far (read
+    your own writes); the orchestration provides it.
+    """
+
+    log: RunLog
+    sequencer: MessageSequencer
+    choice: ModelChoice
+    store: Store
+    sync: Callable[[], None]
+
+
 class Environment:
     """NEAR's agent environment, bound to one run of one agent."""
 
-    def __init__(self, ctx: RunContext, agent: Agent, env_vars: dict[str, str] | None = None):
-        self._ctx = ctx
+    def __init__(self, ports: RunPorts, agent: Agent, env_vars: dict[str, str] | None = None):
+        self._ports = ports
+        self._log = ports.log
         self._agent = agent
         self.env_vars: dict[str, str] = {**agent.env_vars, **(env_vars or {})}
         self._tools = ToolRegistry()
@@ -70,8 +94,9 @@ class Environment:
         order: Literal["asc", "desc"] = "asc",
         thread_id: str | None = None,
     ) -> list[Message]:
-        return self._ctx.store.list_messages(
-            thread_id or self._ctx.thread_id, limit=limit, order=order
+        self._ports.sync()
+        return self._ports.store.list_messages(
+            thread_id or self._log.thread_id, limit=limit, order=order
         )
 
     def list_messages(
@@ -110,11 +135,25 @@ class Environment:
         thread_id: str | None = None,
     ) -> Message:
         """Store an assistant message; a :class:`StreamHandler` is drained first."""
-        self._ctx.check_cancelled()
-        if isinstance(message, StreamHandler) and thread_id in (None, self._ctx.thread_id):
-            return message.request_reply(attachments, message_type)
-        return self._ctx.reply(
-            str(message), thread_id=thread_id, attachments=attachments, message_type=message_type
+        return self._add_reply(message, attachments, message_type, thread_id)
+
+    def _add_reply(
+        self,
+        message: str | StreamHandler,
+        attachments: list[Any] | None = None,
+        message_type: str | None = None,
+        thread_id: str | None = None,
+        metadata: dict[str, str] | None = None,
+    ) -> Message:
+        self._log.check_cancelled()
+        if isinstance(message, StreamHandler) and thread_id in (None, self._log.thread_id):
+            return message.request_reply(attachments, message_type, metadata)
+        return self._ports.sequencer.reply(
+            str(message),
+            thread_id=thread_id,
+            attachments=attachments,
+            message_type=message_type,
+            metadata=metadata,
         )
 
     def add_message(
@@ -122,20 +161,19 @@ class Environment:
     ) -> Message:
         """Deprecated NEAR form: the role is forced to ``assistant`` as in NEAR;
         extra keyword arguments become message metadata."""
-        msg = self.add_reply(message, attachments, kwargs.pop("message_type", None))
-        if kwargs:
-            msg.metadata.update({k: str(v) for k, v in kwargs.items()})
-            self._ctx.store.save_message(msg)
-        return msg
+        message_type = kwargs.pop("message_type", None)
+        metadata = {k: str(v) for k, v in kwargs.items()}
+        return self._add_reply(message, attachments, message_type, metadata=metadata)
 
     def get_thread(self, thread_id: str | None = None) -> Thread:
-        return self._ctx.store.require_thread(thread_id or self._ctx.thread_id)
+        self._ports.sync()
+        return self._ports.store.require_thread(thread_id or self._log.thread_id)
 
     # -------------------------------------------------------------- completions
 
     def get_model_for_inference(self, model: str = "") -> str:
         """``provider::model`` that a completion with ``model`` would use."""
-        return self._ctx.resolve(model).label
+        return self._ports.choice.resolve(model).label
 
     def completions(
         self, messages: list[dict[str, Any]], model: str = "", stream: bool = False, **kwargs: Any
@@ -144,10 +182,11 @@ class Environment:
         viewers; the completion is assembled from them."""
         if stream:
             return self._stream(messages, model, kwargs).completion()
-        self._ctx.check_cancelled()
-        resolved = self._ctx.resolve(model)
+        self._log.check_cancelled()
+        choice = self._ports.choice
+        resolved = choice.resolve(model)
         return resolved.provider.complete(
-            list(messages), model=resolved.model, **self._ctx.params(kwargs)
+            list(messages), model=resolved.model, **choice.params(kwargs)
         )
 
     def completion(
@@ -162,12 +201,13 @@ class Environment:
     def _stream(
         self, messages: list[dict[str, Any]], model: str, kwargs: dict[str, Any]
     ) -> StreamHandler:
-        self._ctx.check_cancelled()
-        resolved = self._ctx.resolve(model)
+        self._log.check_cancelled()
+        choice = self._ports.choice
+        resolved = choice.resolve(model)
         chunks = resolved.provider.stream(
-            list(messages), model=resolved.model, **self._ctx.params(kwargs)
+            list(messages), model=resolved.model, **choice.params(kwargs)
         )
-        return StreamHandler(self._ctx, chunks, model=resolved.label)
+        return StreamHandler(self._log, self._ports.sequencer, chunks, model=resolved.label)
 
     # -------------------------------------------------------------------- tools
 
@@ -212,7 +252,7 @@ class Environment:
             self.add_reply(text)
         if not calls:
             return response
-        outputs = self._ctx.run_tool_step(
+        outputs = self._ports.sequencer.tool_step(
             calls, lambda name, args: run_tool_call(self._tools, name, args)
         )
         if add_responses_to_messages:
@@ -236,7 +276,7 @@ class Environment:
     # -------------------------------------------------------------------- files
 
     def _files(self) -> Path:
-        return self._ctx.store.thread_dir(self._ctx.thread_id)
+        return self._ports.store.thread_dir(self._log.thread_id)
 
     def write_file(
         self,
@@ -310,11 +350,11 @@ class Environment:
 
     @property
     def thread_id(self) -> str:
-        return self._ctx.thread_id
+        return self._log.thread_id
 
     @property
     def run_id(self) -> str:
-        return self._ctx.run_id
+        return self._log.run_id
 
 
 def _tool_calls_of(response: ChatCompletion) -> tuple[str, list[dict[str, Any]]]:

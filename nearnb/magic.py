@@ -180,13 +180,9 @@ class NearAgentMagics(Magics):
     def _attach(self, args: argparse.Namespace) -> Any:
         if args.agent or args.message:
             raise UsageError(f"%near_agent: --attach takes a URL, not AGENT ({USAGE_HINT})")
-        import nearnb
+        from .hub import client
 
-        try:
-            attach = nearnb.attach
-        except AttributeError:
-            raise UsageError("%near_agent: --attach is not available in this nearnb") from None
-        return attach(
+        return client.attach(
             args.attach, thread_id=args.thread, run_id=args.run, display=args.display or "auto"
         )
 

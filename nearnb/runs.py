@@ -1,11 +1,19 @@
-"""Runs: the lifecycle that turns an agent execution into one event stream.
+"""Runs: the orchestration that turns an agent execution into one event stream.
 
-``start_run`` validates the agent, records the user message and a Run in the
-store, then executes ``agent.py`` on a worker thread. Everything observable
-goes through :meth:`RunContext.emit`, which numbers events (seq 1, 2, 3 ...),
-appends them to the store's event log, folds them into a live
-:class:`~nearnb.reducer.RunState` and hands them to subscribers (the views,
-the hub) as they happen.
+Layer 4, the top of the core. ``start_run`` validates the agent, records the
+user message, builds the run's lower layers and executes ``agent.py`` on a
+worker thread:
+
+* layer 1, :class:`~nearnb.runlog.RunLog`: numbered events, sinks, the cancel flag;
+* layer 2, :class:`~nearnb.messages.MessageSequencer` (message and step
+  events, settling) and :class:`~nearnb.modelchoice.ModelChoice`;
+* layer 3, :class:`~nearnb.environment.Environment` and its stream handlers.
+
+Producers only emit events. The store learns of the run from the store sink
+(:mod:`nearnb.persist`), which writes each batch of events and the rows they
+imply in one transaction and only then hands them to durable listeners (the
+hub). Views and other subscribers get events through their own queues
+(:mod:`nearnb.sinks`), so none of them can slow or fail the agent.
 
 Why a worker thread: the caller's thread stays free to wait in whatever way
 suits it — the CLI blocks, a notebook cell can keep serving widget comm
@@ -17,6 +25,7 @@ How runs end (NEAR reported ``completed`` for all of these):
 * it raises -> ``failed`` with ``last_error`` and the traceback kept;
 * cancel / KeyboardInterrupt -> ``cancelled``, the partial message stored as
   ``incomplete``.
+A run ends (``RunHandle.done``) only once the store holds its whole log.
 """
 
 from __future__ import annotations
@@ -28,119 +37,35 @@ import threading
 import time
 import traceback as tb
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from .agents import Agent, exec_agent, load_agent
-from .events import (
-    Event,
-    Message,
-    Run,
-    RunStep,
-    attachment_list,
-    new_id,
-    now,
-    text_content,
-)
+from .accumulator import Origin
+from .agents import Agent, load_agent
+from .environment import Environment, RunPorts
+from .events import Event, Message, Run, new_id, now, text_content
+from .execution import exec_agent
+from .messages import MessageSequencer
+from .modelchoice import ModelChoice
+from .persist import DurableListener, StoreSink
 from .reducer import NOTICE_MESSAGE_TYPE, RunState
-from .store import EventWriter, Store, default_store
+from .result import RunResult
+from .runlog import RunCancelled, RunLog
+from .sinks import QueuedSink, per_event
+from .store import Store, default_store
 
-if TYPE_CHECKING:
-    from .environment import Environment
-    from .providers.base import Resolved
-    from .streaming import StreamHandler
+__all__ = ["RunCancelled", "RunContext", "RunHandle", "RunResult", "run_agent", "start_run"]
 
 logger = logging.getLogger("nearnb.runs")
 
 EventCallback = Callable[[Event], None]
 
-#: NEAR passes these to completions; providers do not take them.
-_NEAR_ONLY_KWARGS = ("thread_id", "attachments", "message_type")
-
-
-class RunCancelled(BaseException):
-    """Raised inside agent code when its run is cancelled.
-
-    A ``BaseException`` like ``KeyboardInterrupt``, so an agent's broad
-    ``except Exception`` cannot swallow a Stop.
-    """
-
-
-@dataclass
-class RunResult:
-    """What a finished run produced; the value of a ``%%near_agent`` cell."""
-
-    thread_id: str
-    run_id: str
-    status: str
-    agent: str
-    model: str
-    messages: list[Message]
-    deltas: int
-    events: list[Event] = field(repr=False)
-    error: str | None = None
-    traceback: str | None = field(default=None, repr=False)
-    notice: str | None = None
-
-    def __repr__(self) -> str:
-        """One line (also ``Out[n]``): the view already shows the answers."""
-        answers = len(self.messages)
-        parts = [
-            self.status,
-            self.agent,
-            self.model,
-            f"{answers} answer{'s' * (answers != 1)}",
-            f"{self.deltas:,} deltas",
-            f"thread_id={self.thread_id}",
-            f"run_id={self.run_id}",
-        ]
-        if self.error:
-            first_line = self.error.strip().splitlines()[0] if self.error.strip() else ""
-            parts.append(f"error={first_line!r}")
-        return "<RunResult " + " · ".join(p for p in parts if p) + ">"
-
-    @property
-    def text(self) -> str:
-        """The user-facing answers, separated by blank lines."""
-        return "\n\n".join(m.text for m in self.messages)
-
-    @classmethod
-    def from_state(cls, state: RunState, events: list[Event], *, agent: str = "") -> RunResult:
-        """Build a result from reducer state (used by live runs and by attach)."""
-        messages = []
-        for event in events:
-            if event.event in ("thread.message.completed", "thread.message.incomplete"):
-                data = event.data if isinstance(event.data, dict) else {}
-                if "content" not in data:
-                    continue
-                message = Message.model_validate(data)
-                if message.role == "assistant" and not message.hidden:
-                    messages.append(message)
-        return cls(
-            thread_id=state.thread_id or "",
-            run_id=state.run_id or "",
-            status=state.status,
-            agent=agent or state.assistant_id,
-            model=state.model,
-            messages=messages,
-            deltas=state.deltas,
-            events=events,
-            error=state.error,
-            traceback=state.traceback,
-            notice=state.notices[0] if state.notices else None,
-        )
-
-
-def _deliver(callback: EventCallback, event: Event) -> None:
-    try:
-        callback(event)
-    except Exception:  # a broken view must not break the run
-        logger.exception("nearnb: event subscriber %r failed", callback)
+#: How long the end of a run waits for the store to hold its whole log.
+STORE_DRAIN_TIMEOUT = 60.0
 
 
 class RunContext:
-    """The run as the Environment and StreamHandlers see it. Thread-safe."""
+    """One run's layers, wired together, and its lifecycle. Thread-safe."""
 
     def __init__(
         self,
@@ -156,21 +81,21 @@ class RunContext:
         self.thread_id = thread_id
         self.run_id = new_id("run")
         self.assistant_id = agent.identifier
-        self.model = model
-        self.provider = provider
-        self.state = RunState()
-        self.events: list[Event] = []
+        self.log = RunLog(self.run_id, thread_id)
+        self.sequencer = MessageSequencer(
+            self.log, Origin(thread_id, self.run_id, self.assistant_id)
+        )
+        self.choice = ModelChoice(
+            agent.defaults, model=model, provider=provider, announce=self._notice
+        )
         self.env: Environment | None = None
-        self.cancelled = threading.Event()
         self.finished = threading.Event()
-        self._lock = threading.RLock()
-        self._seq = 0
-        self._closed = False
-        self._subscribers: list[EventCallback] = []
-        self._writer = EventWriter(store)
-        self._handlers: list[StreamHandler] = []
-        self._resolved: dict[str, Resolved] = {}
-        self._notices: set[str] = set()
+        self._end_lock = threading.Lock()
+        self._store_sink: QueuedSink | None = None
+        self._subscribers: list[QueuedSink] = []
+        self._state = RunState()
+        self._folded = 0
+        self._state_lock = threading.Lock()
         self.run = Run(
             id=self.run_id,
             created_at=now(),
@@ -180,223 +105,101 @@ class RunContext:
             model=model or agent.defaults.model,
             temperature=agent.defaults.model_temperature,
             max_completion_tokens=agent.defaults.model_max_tokens,
-            # Who produces this run: a hub tailing the store expires it if this
-            # process dies mid-run (nearnb.liveness).
+            # Who produces this run: a hub expires it if this process dies
+            # mid-run (nearnb.liveness).
             metadata={"nearnb.pid": str(os.getpid()), "nearnb.host": socket.gethostname()},
         )
 
-    # ------------------------------------------------------------------ events
+    # ------------------------------------------------------------------- sinks
 
-    def emit(self, name: str, data: Any) -> Event | None:
-        """Number, log, fold and publish one event. Dropped after the run ended."""
-        with self._lock:
-            if self._closed:
-                return None
-            self._seq += 1
-            event = Event.model_construct(
-                seq=self._seq,
-                event=name,
-                data=data,
-                run_id=self.run_id,
-                thread_id=self.thread_id,
-                at=time.time(),
-            )
-            self.events.append(event)
-            self._writer(event)
-            self.state.apply(event)
-            for callback in self._subscribers:
-                _deliver(callback, event)
-            return event
+    def open(self, durable: list[DurableListener]) -> None:
+        """Start the store sink; ``durable`` listeners get events once they are stored."""
+        sink = QueuedSink(StoreSink(self.store, durable), name=f"store-{self.run_id}")
+        self._store_sink = self.log.attach(sink)
 
     def subscribe(self, callback: EventCallback, *, replay: bool = True) -> None:
-        """Past events first (if ``replay``), then live ones; no gap, no repeat."""
-        with self._lock:
-            if replay:
-                for event in self.events:
-                    _deliver(callback, event)
-            self._subscribers.append(callback)
+        """Past events first (if ``replay``), then live ones, on the callback's own thread."""
+        name = getattr(callback, "__qualname__", type(callback).__name__)
+        sink = QueuedSink(per_event(callback), name=f"{name}-{self.run_id}")
+        self._subscribers.append(sink)
+        self.log.attach(sink, replay=replay)
 
-    def _set_status(self, status: str, **fields: Any) -> None:
-        self.run = Run.model_validate({**self.run.model_dump(), "status": status, **fields})
-        self.store.save_run(self.run)
-        self.emit(f"thread.run.{status}", self.run.model_dump(mode="json"))
+    def sync_store(self, timeout: float = STORE_DRAIN_TIMEOUT) -> None:
+        """Block until the store holds every event emitted so far (read your writes)."""
+        sink = self._store_sink
+        if sink is not None and not sink.wait_for(self.log.last_seq, timeout):
+            logger.warning("nearnb: the store is %.0f s behind run %s", timeout, self.run_id)
+
+    def drain_subscribers(self, timeout: float) -> None:
+        """Wait (up to ``timeout`` s in all) for subscribers to take the last events."""
+        deadline = time.monotonic() + timeout
+        for sink in list(self._subscribers):
+            if not sink.close(max(0.0, deadline - time.monotonic())):
+                logger.warning("nearnb: %s is still busy after the run ended", sink.name)
+
+    @property
+    def events(self) -> list[Event]:
+        return self.log.events
+
+    @property
+    def state(self) -> RunState:
+        """The run's events folded so far (folded lazily, off the agent's hot path)."""
+        with self._state_lock:
+            events = self.log.events
+            while self._folded < len(events):
+                self._state.apply(events[self._folded])
+                self._folded += 1
+            return self._state
 
     # -------------------------------------------------------------- cancelling
 
+    @property
+    def cancelled(self) -> threading.Event:
+        return self.log.cancelled
+
     def cancel(self) -> None:
-        self.cancelled.set()
+        self.log.cancel()
 
-    def check_cancelled(self) -> None:
-        if self.cancelled.is_set():
-            raise RunCancelled("run cancelled")
+    # ------------------------------------------------------------------ events
 
-    # ------------------------------------------------------------------ models
-
-    def resolve(self, model: str = "") -> Resolved:
-        """Provider and model for a completion; emits a fallback notice once."""
-        from .providers import resolve
-
-        with self._lock:
-            resolved = self._resolved.get(model)
-            if resolved is None:
-                defaults = self.agent.defaults
-                if model:
-                    resolved = resolve(model, self.provider or defaults.model_provider or None)
-                else:
-                    resolved = resolve(
-                        self.model or defaults.model or None,
-                        self.provider or defaults.model_provider or None,
-                    )
-                self._resolved[model] = resolved
-        if resolved.notice and resolved.notice not in self._notices:
-            self._notices.add(resolved.notice)
-            self._notice(resolved.notice)
-        return resolved
-
-    def params(self, kwargs: dict[str, Any]) -> dict[str, Any]:
-        """Completion parameters: per-call values win over metadata defaults."""
-        params = {k: v for k, v in kwargs.items() if k not in _NEAR_ONLY_KWARGS}
-        defaults = self.agent.defaults
-        if params.get("temperature") is None and defaults.model_temperature is not None:
-            params["temperature"] = defaults.model_temperature
-        if params.get("max_tokens") is None and defaults.model_max_tokens is not None:
-            params["max_tokens"] = defaults.model_max_tokens  # the embedded model caps it
-        return {k: v for k, v in params.items() if v is not None}
-
-    def reply(
-        self,
-        text: str,
-        *,
-        thread_id: str | None = None,
-        attachments: list[Any] | None = None,
-        message_type: str | None = None,
-    ) -> Message:
-        """Store a whole (not streamed) assistant message of this run.
-
-        On the run's own thread it is announced like any message: finished
-        streams settle first, then ``created`` and ``completed``. On another
-        thread it is only stored: events belong to this run's thread.
-        """
-        message = Message(
-            id=new_id("msg"),
-            created_at=now(),
-            thread_id=thread_id or self.thread_id,
-            role="assistant",
-            content=text_content(text),
-            assistant_id=self.assistant_id,
-            run_id=self.run_id,
-            attachments=attachment_list(attachments),
-            metadata={"message_type": message_type} if message_type else {},
-            completed_at=now(),
-        )
-        if message.thread_id != self.thread_id:
-            return self.store.save_message(message)
-        self.before_new_message(None)
-        data = message.model_dump(mode="json")
-        self.emit("thread.message.created", {**data, "status": "in_progress", "content": []})
-        self.store.save_message(message)
-        self.emit("thread.message.completed", data)
-        return message
+    def _set_status(self, status: str, **fields: Any) -> None:
+        self.run = Run.model_validate({**self.run.model_dump(), "status": status, **fields})
+        self.log.emit(f"thread.run.{status}", self.run.model_dump(mode="json"))
 
     def _notice(self, text: str) -> None:
-        self.reply(text, message_type=NOTICE_MESSAGE_TYPE)
+        self.sequencer.reply(text, message_type=NOTICE_MESSAGE_TYPE)
         self.run.metadata["nearnb.notice"] = text[:512]
-
-    # ----------------------------------------------------------------- streams
-
-    def track(self, handler: StreamHandler) -> None:
-        with self._lock:
-            self._handlers.append(handler)
-
-    def before_new_message(self, starting: StreamHandler | None) -> None:
-        """A new message begins: finished streams nobody replied with become
-        intermediate messages now, so their ``completed`` precedes it."""
-        with self._lock:
-            handlers = [h for h in self._handlers if h is not starting]
-        for handler in handlers:
-            if handler.done:
-                handler.settle()
-
-    def settle_all(self, *, drain: bool) -> None:
-        """End of run: drain (on success) and settle every stream handler."""
-        with self._lock:
-            handlers, self._handlers = list(self._handlers), []
-        for handler in handlers:
-            if drain:
-                handler.drain()
-            if handler.done:
-                handler.settle()
-            else:
-                handler._abort(RunCancelled() if self.cancelled.is_set() else RuntimeError())
-
-    # ------------------------------------------------------------------- tools
-
-    def run_tool_step(
-        self, calls: list[dict[str, Any]], run: Callable[[str, str], str]
-    ) -> list[str]:
-        """Run tool calls as one ``tool_calls`` run step with its outputs."""
-        self.check_cancelled()
-        step = RunStep(
-            id=new_id("step"),
-            created_at=now(),
-            run_id=self.run_id,
-            thread_id=self.thread_id,
-            assistant_id=self.assistant_id,
-            type="tool_calls",
-            step_details={
-                "type": "tool_calls",
-                "tool_calls": [
-                    {
-                        "id": c["id"],
-                        "type": "function",
-                        "function": {**c["function"], "output": None},
-                    }
-                    for c in calls
-                ],
-            },
-        )
-        data = step.model_dump(mode="json")
-        self.emit("thread.run.step.created", data)
-        self.emit("thread.run.step.in_progress", data)
-        outputs = [run(c["function"]["name"], c["function"]["arguments"]) for c in calls]
-        for call, output in zip(data["step_details"]["tool_calls"], outputs, strict=True):
-            call["function"]["output"] = output
-        self.emit(
-            "thread.run.step.completed", {**data, "status": "completed", "completed_at": now()}
-        )
-        return outputs
 
     # --------------------------------------------------------------- lifecycle
 
     def execute(self, task: str | None, env_vars: dict[str, str] | None) -> None:
         """Run the agent to its end. Never raises: the outcome is the run status."""
-        from .environment import Environment
-
         status, error = "completed", None
         try:
-            self.env = Environment(self, self.agent, env_vars)
+            ports = RunPorts(self.log, self.sequencer, self.choice, self.store, self.sync_store)
+            self.env = Environment(ports, self.agent, env_vars)
             # Resolve first so in_progress already names the model actually used
             # (and a fallback notice precedes it).
-            self.run = self.run.model_copy(update={"model": self.resolve().label})
+            self.run = self.run.model_copy(update={"model": self.choice.resolve().label})
             self._set_status("in_progress", started_at=now())
             exec_agent(self.agent, self.env, task)
-            self.check_cancelled()
-            self.settle_all(drain=True)
+            self.log.check_cancelled()
+            self.sequencer.settle_all(drain=True)
         except (RunCancelled, KeyboardInterrupt):
             status = "cancelled"
         except BaseException as exc:  # the agent's failure is the run's outcome
             status, error = "failed", exc
         if status != "completed":
             try:
-                self.settle_all(drain=False)
+                self.sequencer.settle_all(drain=False)
             except BaseException:
                 logger.exception("nearnb: settling streams of a %s run failed", status)
         self.finish(status, error)
 
     def finish(self, status: str, error: BaseException | None = None) -> None:
-        """Emit the terminal run event and ``done``, persist, release waiters."""
-        with self._lock:
-            if self._closed:
+        """Emit the terminal run event and ``done``; return once the store has the log."""
+        with self._end_lock:
+            if self.log.closed:
                 return
             fields: dict[str, Any] = {}
             stamp = now()
@@ -412,9 +215,20 @@ class RunContext:
                     trace = "".join(tb.format_exception(error))
                     fields["metadata"] = {**self.run.metadata, "nearnb.traceback": trace}
             self._set_status(status, **fields)
-            self.emit("done", "[DONE]")
-            self._closed = True
-        self._writer.close()
+            self.log.emit("done", "[DONE]")
+            self.log.close()
+        sink = self._store_sink
+        if sink is not None and not sink.close(STORE_DRAIN_TIMEOUT):
+            logger.error("nearnb: the store did not take run %s's log in time", self.run_id)
+        self.finished.set()
+
+    def abandon(self, error: BaseException) -> None:
+        """A start that failed half-way: end what was announced, stop every sink thread."""
+        self.log.cancel()
+        if self.log.last_seq:
+            self.finish("failed", error)  # readers of its first events see it end
+        for sink in self.log.close():
+            sink.close(STORE_DRAIN_TIMEOUT)
         self.finished.set()
 
 
@@ -430,6 +244,7 @@ class RunHandle:
     agent = property(lambda self: self._ctx.agent)
     state = property(lambda self: self._ctx.state)
     events = property(lambda self: list(self._ctx.events))
+    run = property(lambda self: self._ctx.run)
 
     @property
     def done(self) -> bool:
@@ -460,8 +275,11 @@ class RunHandle:
         except KeyboardInterrupt:
             self.cancel("interrupted")
             if not self._ctx.finished.wait(grace):
-                self._ctx.settle_all(drain=False)
+                self._ctx.sequencer.settle_all(drain=False)
                 self._ctx.finish("cancelled")
+        if self._ctx.finished.is_set():
+            # Subscribers (views) take the last events before the caller finishes them.
+            self._ctx.drain_subscribers(grace)
         return self.result()
 
     def result(self) -> RunResult:
@@ -481,16 +299,24 @@ def start_run(
     model: str | None = None,
     provider: str | None = None,
     on_event: EventCallback | None = None,
+    on_durable: EventCallback | None = None,
     store: Store | None = None,
     env_vars: dict[str, str] | None = None,
 ) -> RunHandle:
     """Start an agent run on a worker thread and return its handle.
 
-    Raises :class:`~nearnb.agents.AgentError` (bad folder or metadata) and
-    :class:`~nearnb.store.StoreError` (unknown thread) before anything is
-    written, so a typo loses nothing.
+    ``on_event`` gets every event as it happens (on its own thread);
+    ``on_durable`` gets each event once the store holds it (the hub publishes
+    from there, so a client never sees an event a crash could lose).
+
+    Raises :class:`~nearnb.agents.AgentError` (bad folder or metadata),
+    :class:`~nearnb.store.StoreError` (unknown thread) and ValueError (text
+    that is not valid Unicode) before anything is written, so a typo loses
+    nothing.
     """
     loaded = agent if isinstance(agent, Agent) else load_agent(Path(agent))
+    for name, value in (("message", message), ("model", model), ("provider", provider)):
+        _check_text(name, value)
     store = store or default_store()
     thread = store.require_thread(thread_id) if thread_id else store.create_thread()
     if message is not None:
@@ -505,17 +331,32 @@ def start_run(
             )
         )
     ctx = RunContext(store=store, agent=loaded, thread_id=thread.id, model=model, provider=provider)
-    if on_event is not None:
-        ctx.subscribe(on_event)
-    store.save_run(ctx.run)
-    ctx.emit("thread.run.created", ctx.run.model_dump(mode="json"))
-    ctx.emit("thread.run.queued", ctx.run.model_dump(mode="json"))
-    worker = threading.Thread(
-        target=ctx.execute, args=(message, env_vars), name=f"nearnb-{ctx.run_id}", daemon=True
-    )
-    handle = RunHandle(ctx, worker)
-    worker.start()
-    return handle
+    try:
+        ctx.open([on_durable] if on_durable is not None else [])
+        if on_event is not None:
+            ctx.subscribe(on_event)
+        ctx.log.emit("thread.run.created", ctx.run.model_dump(mode="json"))
+        ctx.log.emit("thread.run.queued", ctx.run.model_dump(mode="json"))
+        worker = threading.Thread(
+            target=ctx.execute, args=(message, env_vars), name=f"nearnb-{ctx.run_id}", daemon=True
+        )
+        worker.start()
+    except BaseException as exc:
+        ctx.abandon(exc)
+        raise
+    return RunHandle(ctx, worker)
+
+
+def _check_text(name: str, value: str | None) -> None:
+    """Refuse text SQLite and JSON cannot hold (lone surrogates) before anything is written."""
+    if value is None:
+        return
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a string, not {type(value).__name__}")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(f"{name} is not valid Unicode text: {exc.reason} at {exc.start}") from None
 
 
 def run_agent(
@@ -526,6 +367,7 @@ def run_agent(
     model: str | None = None,
     provider: str | None = None,
     on_event: EventCallback | None = None,
+    on_durable: EventCallback | None = None,
     store: Store | None = None,
     env_vars: dict[str, str] | None = None,
 ) -> RunResult:
@@ -537,6 +379,7 @@ def run_agent(
         model=model,
         provider=provider,
         on_event=on_event,
+        on_durable=on_durable,
         store=store,
         env_vars=env_vars,
     )

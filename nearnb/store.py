@@ -240,6 +240,21 @@ class Store:
         with self._tx() as db:
             _put_events(db, events)
 
+    def commit(self, events: list[Event], runs: list[Run], messages: list[Message]) -> None:
+        """Append ``events`` to their logs and upsert the rows they imply, atomically.
+
+        The store sink's one write (see :mod:`nearnb.persist`): a reader never
+        sees a run row ahead of its log, nor a log ahead of its rows.
+        """
+        if not (events or runs or messages):
+            return
+        with self._tx() as db:
+            _put_events(db, events)
+            for run in runs:
+                _put_run(db, run)
+            for message in messages:
+                _put_message(db, message)
+
     def end_run(
         self, run: Run, events: list[Event], messages: list[Message], *, after: int
     ) -> bool:

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from nearnb.agents import AgentError, exec_agent, find_agent, load_agent
+from nearnb.agents import AgentError, find_agent, load_agent
+from nearnb.execution import exec_agent
 from tests.conftest import EXAMPLES
 
 

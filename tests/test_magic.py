@@ -14,7 +14,6 @@ import pytest
 from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 
-import nearnb
 from nearnb.runs import RunHandle, RunResult
 from nearnb.store import Store
 from tests.agent_helpers import make_agent, use_scripted_provider
@@ -139,9 +138,9 @@ def test_attach_is_a_call_into_nearnb_attach(
     ip: InteractiveShell, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls: list[tuple[Any, ...]] = []
-    monkeypatch.setattr(
-        nearnb, "attach", lambda url, **kw: calls.append((url, kw)) or "result", raising=False
-    )
+    from nearnb.hub import client
+
+    monkeypatch.setattr(client, "attach", lambda url, **kw: calls.append((url, kw)) or "result")
     out = run(ip, "%near_agent --attach http://127.0.0.1:9/v1 --thread t1 --run r1")
     assert out == "result"
     assert calls == [

@@ -1,0 +1,79 @@
+"""What a finished run produced: :class:`RunResult`, the value of a ``%%near_agent`` cell.
+
+Built from a run's events and their fold, so a live run, an attached stream
+and a replayed log give the same result.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .events import Event, Message
+from .reducer import RunState
+
+
+@dataclass
+class RunResult:
+    """What a finished run produced; the value of a ``%%near_agent`` cell."""
+
+    thread_id: str
+    run_id: str
+    status: str
+    agent: str
+    model: str
+    messages: list[Message]
+    deltas: int
+    events: list[Event] = field(repr=False)
+    error: str | None = None
+    traceback: str | None = field(default=None, repr=False)
+    notice: str | None = None
+
+    def __repr__(self) -> str:
+        """One line (also ``Out[n]``): the view already shows the answers."""
+        answers = len(self.messages)
+        parts = [
+            self.status,
+            self.agent,
+            self.model,
+            f"{answers} answer{'s' * (answers != 1)}",
+            f"{self.deltas:,} deltas",
+            f"thread_id={self.thread_id}",
+            f"run_id={self.run_id}",
+        ]
+        if self.error:
+            first_line = self.error.strip().splitlines()[0] if self.error.strip() else ""
+            parts.append(f"error={first_line!r}")
+        return "<RunResult " + " · ".join(p for p in parts if p) + ">"
+
+    @property
+    def text(self) -> str:
+        """The user-facing answers, separated by blank lines."""
+        return "\n\n".join(m.text for m in self.messages)
+
+    @classmethod
+    def from_state(cls, state: RunState, events: list[Event], *, agent: str = "") -> RunResult:
+        """Build a result from reducer state (used by live runs and by attach)."""
+        messages = []
+        for event in events:
+            if event.event in ("thread.message.completed", "thread.message.incomplete"):
+                data = event.data if isinstance(event.data, dict) else {}
+                if "content" not in data:
+                    continue
+                message = Message.model_validate(data)
+                if state.thread_id and message.thread_id != state.thread_id:
+                    continue  # a reply the agent posted to another thread
+                if message.role == "assistant" and not message.hidden:
+                    messages.append(message)
+        return cls(
+            thread_id=state.thread_id or "",
+            run_id=state.run_id or "",
+            status=state.status,
+            agent=agent or state.assistant_id,
+            model=state.model,
+            messages=messages,
+            deltas=state.deltas,
+            events=events,
+            error=state.error,
+            traceback=state.traceback,
+            notice=state.notices[0] if state.notices else None,
+        )

@@ -1,0 +1,114 @@
+"""The lowest layer of a run: its numbered event log, its sinks and its cancel flag.
+
+Everything observable about a run is an event appended here by
+:meth:`RunLog.emit`: numbered ``seq`` 1, 2, 3 ... under a lock, kept in
+:attr:`RunLog.events`, and put on every sink's queue (see
+:mod:`nearnb.sinks`). Nothing else is written anywhere by a producer: the
+store's rows, the views and the hub's streams are all derived from these
+events by the sinks, off the agent's thread.
+
+``emit`` holds the lock only to number the event and enqueue it (a list
+append and a deque append per sink), so the agent never waits on a disk, a
+widget or a network client.
+
+The cancel flag lives here too, because the stream handler and the
+environment (which check it at every chunk and every ``env`` call) sit above
+this layer and below the orchestration that sets it.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from .events import Event
+from .sinks import QueuedSink
+
+Clock = Callable[[], float]
+
+
+class RunCancelled(BaseException):
+    """Raised inside agent code when its run is cancelled.
+
+    A ``BaseException`` like ``KeyboardInterrupt``, so an agent's broad
+    ``except Exception`` cannot swallow a Stop.
+    """
+
+
+class RunLog:
+    """One run's ordered events and the sinks they are delivered to. Thread-safe."""
+
+    def __init__(self, run_id: str, thread_id: str, *, clock: Clock = time.time) -> None:
+        self.run_id = run_id
+        self.thread_id = thread_id
+        self.events: list[Event] = []
+        self.cancelled = threading.Event()
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._seq = 0
+        self._closed = False
+        self._sinks: list[QueuedSink] = []
+
+    # ------------------------------------------------------------------ events
+
+    @property
+    def last_seq(self) -> int:
+        return self._seq
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def emit(self, name: str, data: Any) -> Event | None:
+        """Number one event and queue it for every sink. Dropped after :meth:`close`."""
+        with self._lock:
+            if self._closed:
+                return None
+            self._seq += 1
+            event = Event.model_construct(
+                seq=self._seq,
+                event=name,
+                data=data,
+                run_id=self.run_id,
+                thread_id=self.thread_id,
+                at=self._clock(),
+            )
+            self.events.append(event)
+            for sink in self._sinks:
+                sink.put(event)
+            return event
+
+    def attach(self, sink: QueuedSink, *, replay: bool = True) -> QueuedSink:
+        """Deliver events to ``sink`` from now on; past ones first if ``replay``.
+
+        Under the emit lock, so the sink sees every event exactly once, in order.
+        """
+        with self._lock:
+            if replay:
+                for event in self.events:
+                    sink.put(event)
+            if self._closed:
+                sink.close(timeout=0)
+            else:
+                self._sinks.append(sink)
+        return sink
+
+    def close(self) -> list[QueuedSink]:
+        """Accept no more events; returns the sinks, for the caller to drain."""
+        with self._lock:
+            self._closed = True
+            sinks = list(self._sinks)
+        for sink in sinks:
+            sink.close(timeout=0)  # marks it closed; its thread drains the queue
+        return sinks
+
+    # -------------------------------------------------------------- cancelling
+
+    def cancel(self) -> None:
+        self.cancelled.set()
+
+    def check_cancelled(self) -> None:
+        if self.cancelled.is_set():
+            raise RunCancelled("run cancelled")

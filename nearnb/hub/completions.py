@@ -44,6 +44,18 @@ def _as_json(obj: Any) -> Any:
     return obj
 
 
+def _provider_error(exc: Exception, hidden: list[str]) -> ApiError:
+    """A provider's failure as the hub's answer: the client's fault when the provider refused
+    the request itself (400/404/413/422 upstream), a bad gateway otherwise."""
+    status = getattr(exc, "status", None)
+    message = redact(str(exc), hidden)
+    if status == 404:
+        return ApiError(404, message, param="model", code="model_not_found")
+    if status in (400, 413, 422):
+        return ApiError(400, message, code="provider_rejected_request")
+    return ApiError(502, message, code="provider_error")
+
+
 async def chat_completions(request: Request) -> Response:
     from ..providers.base import ProviderError
 
@@ -57,14 +69,14 @@ async def chat_completions(request: Request) -> Response:
                 lambda: provider.complete(body.messages, model=model, **params)
             )
         except ProviderError as exc:
-            raise ApiError(502, redact(str(exc), hub.hidden), code="provider_error") from None
+            raise _provider_error(exc, hub.hidden) from None
         return JSONResponse(_as_json(completion))
     try:
         stream = await anyio.to_thread.run_sync(
             lambda: provider.stream(body.messages, model=model, **params)
         )
     except ProviderError as exc:
-        raise ApiError(502, redact(str(exc), hub.hidden), code="provider_error") from None
+        raise _provider_error(exc, hub.hidden) from None
     return SSEResponse(_chunks(stream, hub.hidden), keepalive=hub.keepalive)
 
 

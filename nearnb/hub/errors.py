@@ -9,15 +9,17 @@ quote a key, and no credential may ever appear in a response.
 
 from __future__ import annotations
 
-import json
 import logging
+import math
 import os
+import re
 from collections.abc import Iterable
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
+from pydantic_core import from_json
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse
 
 log = logging.getLogger(__name__)
@@ -31,8 +33,13 @@ _TYPES = {
     403: "permission_error",
     404: "not_found_error",
     409: "conflict_error",
+    410: "invalid_request_error",
+    413: "invalid_request_error",
     422: "invalid_request_error",
 }
+
+#: An event sequence number as clients send it back: ASCII digits that fit SQLite's INTEGER.
+_SEQ = re.compile(r"[0-9]{1,18}")
 
 
 class ApiError(Exception):
@@ -114,13 +121,59 @@ async def server_error_handler(request: Request, exc: Exception) -> JSONResponse
 # --------------------------------------------------------------- validation
 
 
-async def read_body(request: Request, model: type[M]) -> M:
-    """The JSON body validated as ``model``; 422 naming the first bad field otherwise."""
-    raw = await request.body()
+def _shown(raw: str, limit: int = 40) -> str:
+    """``raw`` for an error message, repr'd and cut short: a hostile value is not echoed whole."""
+    return repr(raw if len(raw) <= limit else raw[:limit] + "...")
+
+
+def parse_json(raw: bytes) -> Any:
+    """A request body as JSON, refusing what the store or a response could not hold.
+
+    pydantic-core's parser (jiter) already refuses what ``json.loads`` lets
+    through and the hub then fails on: lone surrogates (``"\\ud800"`` cannot be
+    encoded as UTF-8, so SQLite and every JSON response would fail), nesting
+    deeper than 200 (``json.loads`` raises RecursionError at ~1,000), invalid
+    UTF-8, integers past Python's 4,300-digit limit and ``NaN``/``Infinity``.
+    What is left is a float literal too large for a double (``1e999`` parses
+    as ``inf``), which no JSON response may contain: refused here too.
+    """
     try:
-        payload: Any = json.loads(raw) if raw.strip() else {}
-    except ValueError:
-        raise ApiError(422, "request body is not valid JSON", code="invalid_json") from None
+        payload = from_json(raw, allow_inf_nan=False)
+    except ValueError as exc:
+        raise ApiError(422, f"request body is not valid JSON: {exc}", code="invalid_json") from None
+    if not _finite(payload):
+        raise ApiError(
+            422, "request body is not valid JSON: number out of range", code="invalid_json"
+        )
+    return payload
+
+
+def _finite(payload: Any) -> bool:
+    """Whether no float in ``payload`` is infinite (iterative: no recursion to exhaust)."""
+    pending = [payload]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, float):
+            if not math.isfinite(item):
+                return False
+        elif isinstance(item, dict):
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return True
+
+
+async def read_body(request: Request, model: type[M]) -> M:
+    """The JSON body validated as ``model``; 422 naming the first bad field otherwise.
+
+    Nothing is written before this returns, so a rejected request leaves no trace.
+    The size limit is enforced while the body is read (:class:`~nearnb.hub.guard.BodyLimit`).
+    """
+    try:
+        raw = await request.body()
+    except ClientDisconnect:
+        raise ApiError(400, "the client went away before sending its whole body") from None
+    payload: Any = parse_json(raw) if raw.strip() else {}
     if not isinstance(payload, dict):
         raise ApiError(422, "request body must be a JSON object", code="invalid_json")
     try:
@@ -139,19 +192,31 @@ def query_int(request: Request, name: str, default: int, *, low: int, high: int)
     raw = request.query_params.get(name)
     if raw is None:
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ApiError(422, f"{name} must be an integer, not {raw!r}", param=name) from None
+    if not _SEQ.fullmatch(raw.strip()):
+        raise ApiError(422, f"{name} must be an integer, not {_shown(raw)}", param=name)
+    value = int(raw)
     if not low <= value <= high:
         raise ApiError(422, f"{name} must be between {low} and {high}", param=name)
     return value
+
+
+def event_seq(raw: str, param: str) -> int:
+    """An event sequence number sent back by a client (``Last-Event-ID``, ``?after=``).
+
+    ASCII digits only: ``str.isdigit`` accepts ``"²"``, which ``int`` refuses,
+    and 5,000 digits would exceed both ``int``'s limit and SQLite's INTEGER.
+    """
+    if not _SEQ.fullmatch(raw.strip()):
+        raise ApiError(
+            422, f"{param} must be an event sequence number, not {_shown(raw)}", param=param
+        )
+    return int(raw)
 
 
 def query_choice(request: Request, name: str, default: str, choices: tuple[str, ...]) -> str:
     value = request.query_params.get(name, default)
     if value not in choices:
         raise ApiError(
-            422, f"{name} must be one of {', '.join(choices)}, not {value!r}", param=name
+            422, f"{name} must be one of {', '.join(choices)}, not {_shown(value)}", param=name
         )
     return value

@@ -20,13 +20,18 @@ object as ``data:``, ending with ``event: done`` / ``data: [DONE]``.
 ``?framing=near`` gives NEAR's legacy frames; ``?timing=1`` adds each event's
 emit time to its data object as ``"nearnb_at"`` (what ``nearnb.attach`` asks
 for, to replay a run at its original pace; see :mod:`nearnb.hub.sse`).
+
+An ``assistant_id`` names an agent folder inside the hub's agents folders
+(``$NEARNB_HOME/agents`` plus ``--agents DIR``), never anywhere else: the
+hub runs that folder's code.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -38,8 +43,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 
-from ..events import Message, Run, new_id, now, text_content
-from ..store import ENDED_STATUSES, Store, StoreError
+from ..config import home
+from ..events import Run
+from ..store import ENDED_STATUSES, Store
 from .broker import Broker
 from .completions import chat_completions
 from .errors import (
@@ -47,32 +53,65 @@ from .errors import (
     api_error_handler,
     http_error_handler,
     query_choice,
-    query_int,
     read_body,
     secrets_to_hide,
     server_error_handler,
 )
-from .guard import Guard
-from .responses import SSE_HEADERS, SSEResponse
-from .schemas import MessageIn, RunIn, ThreadIn
+from .guard import BodyLimit, Guard, max_body_from_env
+from .routes import (
+    create_message,
+    create_thread,
+    dump,
+    get_thread,
+    hub_of,
+    list_messages,
+    open_stream,
+    stream_run,
+    to_message,
+)
+from .schemas import RunIn
 from .sse import FRAMINGS, KEEPALIVE_SECONDS, TIMINGS
+
+log = logging.getLogger(__name__)
+
+AgentsDirs = str | Path | Iterable[str | Path] | None
+
+
+def agents_dirs(given: AgentsDirs = None) -> list[Path]:
+    """The folders a hub serves agents from: ``$NEARNB_HOME/agents``, then ``given``.
+
+    Never the working directory: a hub started from ``/`` must not run any
+    folder on the machine that an ``assistant_id`` names.
+    """
+    if given is None:
+        extra: list[str | Path] = []
+    elif isinstance(given, str | Path):
+        extra = [given]
+    else:
+        extra = list(given)
+    folders: list[Path] = []
+    for folder in [home() / "agents", *extra]:
+        path = Path(folder).expanduser().resolve()
+        if path not in folders:
+            folders.append(path)
+    return folders
 
 
 class Hub:
-    """What the routes share: the store, the broker, the agents folder, live hub-runs."""
+    """What the routes share: the store, the broker, the agents folders, live hub-runs."""
 
     def __init__(
         self,
         store: Store,
         *,
-        agents_dir: Path | None = None,
+        agents_dirs: list[Path],
         token: str | None = None,
         keepalive: float = KEEPALIVE_SECONDS,
         tail_interval: float = 0.01,
     ) -> None:
         self.store = store
         self.broker = Broker(store, tail_interval=tail_interval)
-        self.agents_dir = agents_dir.resolve() if agents_dir is not None else None
+        self.agents_dirs = agents_dirs
         self.token = token
         self.keepalive = keepalive
         self.handles: dict[str, Any] = {}  # run_id -> RunHandle, for runs started here
@@ -94,116 +133,62 @@ class Hub:
         return thread
 
     async def run(self, thread_id: str, run_id: str) -> Run:
-        run = await self.call(self.store.get_run, run_id)
+        """The run, ended as ``expired`` first if the process producing it died.
+
+        Liveness must not depend on someone having the stream open: a client
+        that only polls ``GET .../runs/{id}`` would otherwise see
+        ``in_progress`` forever after a ``kill -9`` of the kernel running it.
+        """
+        run = await self.call(self._live_run, run_id)
         if run is None or run.thread_id != thread_id:
             raise ApiError(404, f"run not found: {run_id} in thread {thread_id}", param="run_id")
         return run
 
+    def _live_run(self, run_id: str) -> Run | None:
+        from ..liveness import expire_if_orphaned
+
+        run = self.store.get_run(run_id)
+        ending = run is not None and run.status not in ENDED_STATUSES
+        return (
+            self.store.get_run(run_id) if ending and expire_if_orphaned(self.store, run_id) else run
+        )
+
+    def live_runs(self, thread_id: str) -> list[Run]:
+        """The thread's runs, orphaned ones ended first (see :meth:`run`); blocking."""
+        from ..liveness import expire_if_orphaned
+
+        runs = self.store.list_runs(thread_id)
+        expired = [
+            r.id
+            for r in runs
+            if r.status not in ENDED_STATUSES and expire_if_orphaned(self.store, r.id)
+        ]
+        return self.store.list_runs(thread_id) if expired else runs
+
     def agent_path(self, assistant_id: str) -> Path:
-        """The folder an ``assistant_id`` names, never outside ``--agents``.
+        """The folder an ``assistant_id`` names, never outside the agents folders; blocking.
 
-        Accepts a folder name (``streaming-example``), a path under the agents
+        Accepts a folder name (``streaming-example``), a path under an agents
         folder, or the identifier runs report (``local/<name>/<version>``).
+        A name the filesystem refuses (a segment over 255 bytes, a symlink
+        loop) is simply not found.
         """
-        from ..agents import AgentError, find_agent
-
         names = [assistant_id]
         parts = assistant_id.split("/")
         if len(parts) == 3 and parts[0] == "local":
             names.append(parts[1])
         for name in names:
-            if self.agents_dir is not None:
-                folder = (self.agents_dir / name).resolve()
-                if folder.is_relative_to(self.agents_dir) and (folder / "agent.py").is_file():
-                    return folder
-                continue
-            with contextlib.suppress(AgentError):
-                return find_agent(name)
-        where = (
-            f" under {self.agents_dir}" if self.agents_dir else " (start the hub with --agents DIR)"
+            for base in self.agents_dirs:
+                try:
+                    folder = (base / name).resolve()
+                    if folder.is_relative_to(base) and (folder / "agent.py").is_file():
+                        return folder
+                except (OSError, RuntimeError):  # ENAMETOOLONG; 3.11 raises RuntimeError on loops
+                    continue
+        where = ", ".join(str(d) for d in self.agents_dirs)
+        raise ApiError(
+            404, f"assistant not found: {assistant_id} under {where}", param="assistant_id"
         )
-        raise ApiError(404, f"assistant not found: {assistant_id}{where}", param="assistant_id")
-
-
-def _hub(request: Request) -> Hub:
-    return request.app.state.hub
-
-
-def _message(thread_id: str, body: MessageIn) -> Message:
-    return Message(
-        id=new_id("msg"),
-        created_at=now(),
-        thread_id=thread_id,
-        role=body.role,
-        content=text_content(body.text),
-        metadata=body.metadata or {},
-        attachments=body.attachments,
-        completed_at=now(),
-    )
-
-
-def _dump(obj: Any) -> dict[str, Any]:
-    return obj.model_dump(mode="json")
-
-
-# ----------------------------------------------------------------- threads
-
-
-async def create_thread(request: Request) -> Response:
-    hub = _hub(request)
-    body = await read_body(request, ThreadIn)
-
-    def create() -> Any:
-        thread = hub.store.create_thread(body.metadata)
-        for item in body.messages:
-            hub.store.save_message(_message(thread.id, item))
-        return thread
-
-    return JSONResponse(_dump(await hub.call(create)))
-
-
-async def get_thread(request: Request) -> Response:
-    return JSONResponse(_dump(await _hub(request).thread(request.path_params["tid"])))
-
-
-async def create_message(request: Request) -> Response:
-    hub = _hub(request)
-    thread = await hub.thread(request.path_params["tid"])
-    body = await read_body(request, MessageIn)
-    message = await hub.call(hub.store.save_message, _message(thread.id, body))
-    return JSONResponse(_dump(message))
-
-
-async def list_messages(request: Request) -> Response:
-    """OpenAI's cursor page: ``limit`` (1-100, 20), ``order`` (desc), ``after``, ``before``."""
-    hub = _hub(request)
-    thread = await hub.thread(request.path_params["tid"])
-    limit = query_int(request, "limit", 20, low=1, high=100)
-    order = query_choice(request, "order", "desc", ("asc", "desc"))
-    query = request.query_params
-    try:
-        rows = await hub.call(
-            hub.store.list_messages,
-            thread.id,
-            limit=limit + 1,
-            order=order,
-            after=query.get("after"),
-            before=query.get("before"),
-            run_id=query.get("run_id"),
-        )
-    except StoreError as exc:
-        param = "after" if query.get("after") and query["after"] in str(exc) else "before"
-        raise ApiError(422, f"{param}: {exc}", param=param) from None
-    page = [_dump(m) for m in rows[:limit]]
-    return JSONResponse(
-        {
-            "object": "list",
-            "data": page,
-            "first_id": page[0]["id"] if page else None,
-            "last_id": page[-1]["id"] if page else None,
-            "has_more": len(rows) > limit,
-        }
-    )
 
 
 # -------------------------------------------------------------------- runs
@@ -212,37 +197,46 @@ async def list_messages(request: Request) -> Response:
 async def create_run(request: Request) -> Response:
     """Start ``assistant_id`` on the thread; ``stream: true`` answers with its SSE stream.
 
-    The stream takes the same ``?framing=`` and ``?timing=`` as :func:`stream_run`.
+    The whole request is validated before anything is written: the body, the
+    agent folder and its metadata, the additional messages. Only then are the
+    messages saved and the run started, so a refused request leaves neither
+    messages nor a half-started run (nor its event-writer thread) behind.
+    The stream takes the same ``?framing=`` and ``?timing=`` as ``stream_run``.
     """
-    from ..agents import AgentError
+    from ..agents import AgentError, load_agent
     from ..runs import start_run
 
-    hub = _hub(request)
+    hub = hub_of(request)
     thread = await hub.thread(request.path_params["tid"])
     body = await read_body(request, RunIn)
     framing = query_choice(request, "framing", "official", FRAMINGS)
     timing = query_choice(request, "timing", "0", TIMINGS) == "1"
-    folder = hub.agent_path(body.assistant_id)
-    for item in body.additional_messages or ():
-        await hub.call(hub.store.save_message, _message(thread.id, item))
+    folder = await hub.call(hub.agent_path, body.assistant_id)
     try:
-        handle = await hub.call(
-            start_run,
-            folder,
-            None,
-            thread_id=thread.id,
-            model=body.model,
-            provider=body.provider,
-            on_event=hub.broker.publish_threadsafe,
-            store=hub.store,
-        )
+        agent = await hub.call(load_agent, folder)
     except AgentError as exc:
         raise ApiError(422, f"assistant_id: {exc}", param="assistant_id") from None
+    drafts = [to_message(thread.id, item) for item in body.additional_messages or ()]
+
+    def start() -> Any:
+        for draft in drafts:
+            hub.store.save_message(draft)
+        return start_run(
+            agent,
+            None,
+            thread_id=thread.id,
+            model=body.model or None,
+            provider=body.provider or None,
+            on_durable=hub.broker.publish_threadsafe,  # published once stored: crash-exact resume
+            store=hub.store,
+        )
+
+    handle = await hub.call(start)
     hub.handles[handle.run_id] = handle
     _forget_when_done(hub, handle)
     if body.stream:
-        return await _stream(hub, handle.run_id, 0, framing, timing)
-    return JSONResponse(_dump(await hub.run(thread.id, handle.run_id)))
+        return await open_stream(hub, handle.run_id, 0, framing, timing)
+    return JSONResponse(dump(await hub.run(thread.id, handle.run_id)))
 
 
 def _forget_when_done(hub: Hub, handle: Any) -> None:
@@ -256,20 +250,19 @@ def _forget_when_done(hub: Hub, handle: Any) -> None:
 
 
 async def list_runs(request: Request) -> Response:
-    hub = _hub(request)
+    hub = hub_of(request)
     thread = await hub.thread(request.path_params["tid"])
-    runs = await hub.call(hub.store.list_runs, thread.id)
-    data = [_dump(r) for r in runs]
-    return JSONResponse({"object": "list", "data": data, "has_more": False})
+    runs = await hub.call(hub.live_runs, thread.id)
+    return JSONResponse({"object": "list", "data": [dump(r) for r in runs], "has_more": False})
 
 
 async def get_run(request: Request) -> Response:
-    run = await _hub(request).run(request.path_params["tid"], request.path_params["rid"])
-    return JSONResponse(_dump(run))
+    run = await hub_of(request).run(request.path_params["tid"], request.path_params["rid"])
+    return JSONResponse(dump(run))
 
 
 async def cancel_run(request: Request) -> Response:
-    hub = _hub(request)
+    hub = hub_of(request)
     run = await hub.run(request.path_params["tid"], request.path_params["rid"])
     if run.status in ENDED_STATUSES:
         raise ApiError(400, f"cannot cancel run with status {run.status!r}", param="run_id")
@@ -282,62 +275,7 @@ async def cancel_run(request: Request) -> Response:
             code="not_owned",
         )
     handle.cancel("hub")
-    return JSONResponse({**_dump(run), "status": "cancelling"})
-
-
-# ------------------------------------------------------------------ stream
-
-
-async def stream_run(request: Request) -> Response:
-    """History from the event log, then live events, to every subscriber; ends after ``done``.
-
-    Resumes after ``Last-Event-ID`` (or ``?after=N``); ``?framing=near`` gives
-    NEAR's legacy frames.
-
-    ``?timing=1`` (default ``0``): each event's data object gets one extra key,
-    ``"nearnb_at"``, the producer's emit time in float seconds, so a client can
-    replay a finished run at its original pace (``nearnb.attach(...,
-    speed=1.0)`` always asks for it); the ``done`` frame's data is then
-    ``{"nearnb_at": ...}`` rather than ``[DONE]``, which has no room for it.
-    Without it the data is exactly the OpenAI object and ``done`` is
-    ``[DONE]``, for openai-python, browsers' EventSource and every other client
-    that does not ask.
-    """
-    hub = _hub(request)
-    thread_id, run_id = request.path_params["tid"], request.path_params["rid"]
-    framing = query_choice(request, "framing", "official", FRAMINGS)
-    timing = query_choice(request, "timing", "0", TIMINGS) == "1"
-    raw = request.headers.get("last-event-id") or request.query_params.get("after") or "0"
-    if not raw.strip().isdigit():
-        raise ApiError(
-            422,
-            f"Last-Event-ID must be an event sequence number, not {raw!r}",
-            param="Last-Event-ID",
-        )
-    thread = await hub.call(hub.store.get_thread, thread_id)
-    run = await hub.call(hub.store.get_run, run_id)
-    if thread is None or run is None or run.thread_id != thread_id:
-        raise ApiError(404, f"run not found: {run_id} in thread {thread_id}", param="run_id")
-    return await _stream(hub, run_id, int(raw), framing, timing)
-
-
-async def _stream(
-    hub: Hub, run_id: str, after: int, framing: str, timing: bool = False
-) -> Response:
-    subscription = await hub.broker.open(run_id)
-    if subscription.finished_at(after):
-        subscription.close()
-        return Response(status_code=204, headers=SSE_HEADERS)
-    if not subscription.channel.rows and after == 0:
-        run = await hub.call(hub.store.get_run, run_id)
-        if run is not None and run.status in ENDED_STATUSES:
-            subscription.close()
-            raise ApiError(410, f"the event log of run {run_id} has expired", code="expired")
-    return SSEResponse(
-        subscription.stream(after, framing, timing),  # type: ignore[arg-type]
-        keepalive=hub.keepalive,
-        on_disconnect=subscription.close,
-    )
+    return JSONResponse({**dump(run), "status": "cancelling"})
 
 
 # --------------------------------------------------------------------- app
@@ -346,24 +284,32 @@ async def _stream(
 def create_app(
     store: Store | None = None,
     *,
-    agents_dir: str | Path | None = None,
+    agents_dir: AgentsDirs = None,
     token: str | None = None,
     keepalive: float = KEEPALIVE_SECONDS,
     tail_interval: float = 0.01,
     loopback: bool = True,
+    max_body: int | None = None,
 ) -> Starlette:
     """The hub as an ASGI app (``uvicorn.run(create_app(...))``).
 
+    ``agents_dir``: one folder or several, served besides ``$NEARNB_HOME/agents``.
     ``loopback``: the server is bound to a loopback address, so requests must
     name a loopback host (a DNS-rebinding page cannot reach it).
+    ``max_body``: the largest request body in bytes (default ``$NEARNB_MAX_BODY``,
+    else 4 MiB); larger ones get 413.
     """
+    limit = max_body if max_body is not None else max_body_from_env()
+    if limit < 1:
+        raise ValueError(f"max_body must be a positive number of bytes, not {limit}")
     hub = Hub(
         store or Store(),
-        agents_dir=Path(agents_dir).expanduser() if agents_dir else None,
+        agents_dirs=agents_dirs(agents_dir),
         token=token,
         keepalive=keepalive,
         tail_interval=tail_interval,
     )
+    log.info("nearnb hub serves agents from %s", ", ".join(map(str, hub.agents_dirs)))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -385,7 +331,10 @@ def create_app(
     ]
     app = Starlette(
         routes=[Mount("/v1", routes=v1)],
-        middleware=[Middleware(Guard, token=token, loopback=loopback)],
+        middleware=[
+            Middleware(Guard, token=token, loopback=loopback),
+            Middleware(BodyLimit, limit=limit),
+        ],
         exception_handlers={
             ApiError: api_error_handler,
             HTTPException: http_error_handler,
@@ -394,4 +343,5 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.hub = hub
+    app.state.max_body = limit
     return app

@@ -1,4 +1,4 @@
-"""``python -m nearnb.hub [--host H] [--port P] [--agents DIR] [--token T]``.
+"""``python -m nearnb.hub [--host H] [--port P] [--agents DIR]... [--token T] [--max-body N]``.
 
 The same as ``nearnb hub``; tests use it to run a hub in a separate process.
 """

@@ -10,7 +10,8 @@ import os
 import sys
 from typing import Any
 
-from .server import DEFAULT_HOST, DEFAULT_PORT
+from .guard import DEFAULT_MAX_BODY, MAX_BODY_ENV
+from .server import DEFAULT_HOST, DEFAULT_PORT, MIN_TOKEN_LENGTH
 
 TOKEN_ENV = "NEARNB_HUB_TOKEN"
 
@@ -24,12 +25,30 @@ def add_hub_commands(commands: Any) -> None:
         "--host", default=DEFAULT_HOST, help=f"address to bind (default {DEFAULT_HOST})"
     )
     hub.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"default {DEFAULT_PORT}")
-    hub.add_argument("--agents", metavar="DIR", help="folder of agents that runs may name")
+    hub.add_argument(
+        "--agents",
+        metavar="DIR",
+        action="append",
+        help="a folder of agents that runs may name (repeat for several); "
+        "$NEARNB_HOME/agents is always served, the working directory never",
+    )
     hub.add_argument(
         "--token",
         default=os.environ.get(TOKEN_ENV),
         help=f"require 'Authorization: Bearer TOKEN' (default ${TOKEN_ENV}); "
-        "needed to bind a non-loopback address",
+        f"needed to bind a non-loopback address, then at least {MIN_TOKEN_LENGTH} characters",
+    )
+    hub.add_argument(
+        "--generate-token",
+        action="store_true",
+        help="without --token: make a random token and print it once on stderr",
+    )
+    hub.add_argument(
+        "--max-body",
+        metavar="BYTES",
+        type=_positive_int,
+        help=f"largest request body; larger ones get 413 (default ${MAX_BODY_ENV}, "
+        f"else {DEFAULT_MAX_BODY})",
     )
     hub.set_defaults(func=_cmd_hub)
 
@@ -46,11 +65,24 @@ def add_hub_commands(commands: Any) -> None:
     attach.set_defaults(func=_cmd_attach)
 
 
+def _positive_int(raw: str) -> int:
+    if not raw.isascii() or not raw.isdigit() or int(raw) < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive number of bytes, not {raw!r}")
+    return int(raw)
+
+
 def _cmd_hub(args: argparse.Namespace) -> int:
     from .server import HubError, serve
 
     try:
-        serve(args.host, args.port, args.agents, args.token)
+        serve(
+            args.host,
+            args.port,
+            args.agents,
+            args.token,
+            max_body=args.max_body,
+            generate_token=args.generate_token,
+        )
     except HubError as exc:
         print(f"nearnb hub: {exc}", file=sys.stderr)
         return 2

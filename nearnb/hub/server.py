@@ -9,6 +9,11 @@ same ``$NEARNB_HOME`` store the kernel writes.
 Stopping a hub ends its open streams without ``done`` (the broker closes
 them first, so uvicorn need not wait for them); clients read that as a
 dropped connection and resume from the next hub with ``Last-Event-ID``.
+
+Binding: loopback by default. Any other address needs a token of at least
+:data:`MIN_TOKEN_LENGTH` characters, given or generated (``--generate-token``,
+printed once on stderr), because anyone who can reach the port could
+otherwise read every thread and run agents on this machine.
 """
 
 from __future__ import annotations
@@ -17,7 +22,9 @@ import atexit
 import contextlib
 import ipaddress
 import logging
+import secrets
 import socket
+import sys
 import threading
 import time
 from pathlib import Path
@@ -26,13 +33,15 @@ from typing import Any
 import uvicorn
 
 from ..store import Store
-from .app import create_app
+from .app import AgentsDirs, create_app
 from .sse import KEEPALIVE_SECONDS
 
 log = logging.getLogger(__name__)
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8081
+#: The shortest token accepted on a non-loopback bind: a guessable token there is no lock.
+MIN_TOKEN_LENGTH = 16
 
 
 class HubError(ValueError):
@@ -49,13 +58,37 @@ def is_loopback(host: str) -> bool:
 
 
 def check_bind(host: str, token: str | None) -> None:
-    """Refuse to expose the hub beyond this machine without a token."""
+    """Refuse to expose the hub beyond this machine without a token (see :func:`check_token`)."""
     if not is_loopback(host) and not token:
         raise HubError(
             f"refusing to serve on {host} without a token: anyone who can reach this machine "
-            "could read your threads and run agents on it. Pass --token SECRET (clients then "
-            "send 'Authorization: Bearer SECRET'), or keep the default --host 127.0.0.1."
+            "could read your threads and run agents on it. Pass --token SECRET (at least "
+            f"{MIN_TOKEN_LENGTH} characters; clients then send 'Authorization: Bearer SECRET'), "
+            "or --generate-token to have one made and printed, or keep the default "
+            "--host 127.0.0.1."
         )
+
+
+def check_token(host: str, token: str | None) -> None:
+    """Refuse a token too short to protect a non-loopback bind (on loopback any token will do:
+    the token there only keeps other local users and web pages out)."""
+    if token and not is_loopback(host) and len(token) < MIN_TOKEN_LENGTH:
+        raise HubError(
+            f"refusing to serve on {host} with a {len(token)}-character token: use at least "
+            f"{MIN_TOKEN_LENGTH} characters (e.g. python -c 'import secrets; "
+            "print(secrets.token_urlsafe())'), or --generate-token."
+        )
+
+
+def generated_token() -> str:
+    """A fresh token, announced once on stderr (the only place it is ever shown)."""
+    token = secrets.token_urlsafe(32)
+    print(
+        f"nearnb hub: generated token {token} (clients send 'Authorization: Bearer <token>')",
+        file=sys.stderr,
+        flush=True,
+    )
+    return token
 
 
 class _Server(uvicorn.Server):
@@ -78,25 +111,36 @@ class HubServer:
         host: str = DEFAULT_HOST,
         port: int = DEFAULT_PORT,
         *,
-        agents_dir: str | Path | None = None,
+        agents_dir: AgentsDirs = None,
         token: str | None = None,
         store: Store | None = None,
         keepalive: float = KEEPALIVE_SECONDS,
         tail_interval: float = 0.01,
         log_level: str = "warning",
+        max_body: int | None = None,
+        generate_token: bool = False,
     ) -> None:
+        if generate_token and not token:
+            token = generated_token()
         check_bind(host, token)
+        check_token(host, token)
         self.host = host
         self.token = token
-        self.app = create_app(
-            store,
-            agents_dir=agents_dir,
-            token=token,
-            keepalive=keepalive,
-            tail_interval=tail_interval,
-            loopback=is_loopback(host),
-        )
+        try:
+            self.app = create_app(
+                store,
+                agents_dir=agents_dir,
+                token=token,
+                keepalive=keepalive,
+                tail_interval=tail_interval,
+                loopback=is_loopback(host),
+                max_body=max_body,
+            )
+        except ValueError as exc:  # a bad --max-body / $NEARNB_MAX_BODY
+            raise HubError(str(exc)) from None
         self.hub = self.app.state.hub
+        self.agents_dirs: list[Path] = self.hub.agents_dirs
+        self.max_body: int = self.app.state.max_body
         self.socket = _bind(host, port)
         self.port = self.socket.getsockname()[1]
         config = uvicorn.Config(
@@ -168,13 +212,25 @@ def _bind(host: str, port: int) -> socket.socket:
 def serve(
     host: str = DEFAULT_HOST,
     port: int = DEFAULT_PORT,
-    agents_dir: str | Path | None = None,
+    agents_dir: AgentsDirs = None,
     token: str | None = None,
+    *,
+    max_body: int | None = None,
+    generate_token: bool = False,
 ) -> None:
     """Run a hub in the foreground until Ctrl-C (what ``nearnb hub`` does)."""
-    hub = HubServer(host, port, agents_dir=agents_dir, token=token, log_level="info")
+    hub = HubServer(
+        host,
+        port,
+        agents_dir=agents_dir,
+        token=token,
+        log_level="info",
+        max_body=max_body,
+        generate_token=generate_token,
+    )
     print(
-        f"nearnb hub on {hub.url}/v1 (agents: {agents_dir or 'name lookup'}); Ctrl-C stops it",
+        f"nearnb hub on {hub.url}/v1 (agents: {', '.join(map(str, hub.agents_dirs))}; "
+        f"max body {hub.max_body} bytes); Ctrl-C stops it",
         flush=True,
     )
     hub.serve()
@@ -188,8 +244,10 @@ def start(
     host: str = DEFAULT_HOST,
     port: int | None = None,
     *,
-    agents_dir: str | Path | None = None,
+    agents_dir: AgentsDirs = None,
     token: str | None = None,
+    max_body: int | None = None,
+    generate_token: bool = False,
 ) -> str:
     """Start a hub in the background of this process and return its URL.
 
@@ -197,19 +255,23 @@ def start(
     which); ``port=0`` takes any free port. Calling it again without naming
     another port returns the running hub. The hub stops when the
     interpreter (the kernel) exits, or with :func:`stop`.
+
+    ``agents_dir``: a folder, or several, whose agents runs may name, besides
+    ``$NEARNB_HOME/agents`` (logged at start).
     """
     with _lock:
         for hub in _started:
             if hub.running and hub.host == host and port in (None, 0, hub.port):
                 return hub.url
+        if generate_token and not token:
+            token = generated_token()  # once, even if the first port is busy
+        options: dict[str, Any] = {"agents_dir": agents_dir, "token": token, "max_body": max_body}
         try:
-            hub = HubServer(
-                host, DEFAULT_PORT if port is None else port, agents_dir=agents_dir, token=token
-            )
+            hub = HubServer(host, DEFAULT_PORT if port is None else port, **options)
         except HubError:
             if port is not None:
                 raise
-            hub = HubServer(host, 0, agents_dir=agents_dir, token=token)
+            hub = HubServer(host, 0, **options)
         url = hub.start()
         _started.append(hub)
         return url

@@ -34,9 +34,12 @@ from typing import Any
 
 import httpx
 
-from nearnb.events import Event, Message, Run, message_delta, new_id, now, text_content
+from nearnb.events import Message, Run, message_delta, new_id, now, text_content
 from nearnb.hub.server import HubServer
-from nearnb.store import EventWriter, Store
+from nearnb.persist import StoreSink
+from nearnb.runlog import RunLog
+from nearnb.sinks import QueuedSink
+from nearnb.store import Store
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -92,7 +95,8 @@ class FakeRun:
 
     Events: run created/queued/in_progress, message created/in_progress, ``deltas`` deltas
     (``interval`` s apart, each ``"w<i> "``), message completed (the full text), run
-    completed, done — through :class:`~nearnb.store.EventWriter`, like ``runs.py``.
+    completed, done — through a :class:`~nearnb.runlog.RunLog` and the store sink, the
+    write path of ``runs.py`` (the rows are the projection of those events).
     """
 
     def __init__(
@@ -122,9 +126,11 @@ class FakeRun:
             status="queued",
             model="fake-model",
         )
-        self.store.save_run(self.run)
-        self._seq = 0
-        self._writer = EventWriter(self.store)
+        self._log = RunLog(self.run_id, self.thread_id)
+        self._sink = self._log.attach(QueuedSink(StoreSink(self.store), name=f"fake-{self.run_id}"))
+        # Like start_run: the run exists (its first event is stored) before it executes.
+        self._emit("thread.run.created", self.run.model_dump(mode="json"))
+        assert self._sink.wait_for(1, 30)
         self.thread: threading.Thread | None = None
         self.finished = threading.Event()
 
@@ -134,17 +140,12 @@ class FakeRun:
         return self.deltas + 8
 
     def _emit(self, name: str, data: object) -> None:
-        self._seq += 1
-        self._writer(
-            Event(
-                seq=self._seq, event=name, data=data, run_id=self.run_id, thread_id=self.thread_id
-            )
-        )
-        self.emitted = self._seq
+        event = self._log.emit(name, data)
+        assert event is not None
+        self.emitted = event.seq
 
     def _run(self) -> None:
         run = self.run.model_dump(mode="json")
-        self._emit("thread.run.created", run)
         self._emit("thread.run.queued", run)
         self._emit("thread.run.in_progress", {**run, "status": "in_progress"})
         msg = Message(
@@ -172,12 +173,11 @@ class FakeRun:
                 "completed_at": now(),
             }
         )
-        self.store.save_message(done_msg)
         self._emit("thread.message.completed", done_msg.model_dump(mode="json"))
-        self.store.save_run(self.run.model_copy(update={"status": "completed"}))
         self._emit("thread.run.completed", {**run, "status": "completed", "completed_at": now()})
         self._emit("done", "[DONE]")
-        self._writer.close()
+        self._log.close()
+        assert self._sink.close(30), "the store sink did not drain"
         self.finished.set()
 
     def start(self) -> FakeRun:
@@ -326,3 +326,32 @@ class CuttingProxy:
         self.cut()
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5)
+
+
+# ------------------------------------------------------- write/keep-alive probes
+
+STORE_TABLES = ("threads", "messages", "runs", "events")
+
+
+def store_counts(path: Path | None = None) -> dict[str, int]:
+    """Rows per table of the store file (default ``$NEARNB_HOME/nearnb.db``), read with sqlite3
+    directly, to prove that a refused request wrote nothing."""
+    import sqlite3
+
+    from nearnb.config import home
+
+    db = sqlite3.connect(path or home() / "nearnb.db")
+    try:
+        return {t: db.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in STORE_TABLES}
+    finally:
+        db.close()
+
+
+def client_port(response: httpx.Response) -> int:
+    """The local port of the connection ``response`` came on: the same port on the next
+    request means the keep-alive connection survived."""
+    stream = response.extensions["network_stream"]
+    try:
+        return stream.get_extra_info("client_addr")[1]
+    except OSError:  # the socket is closed already: the server dropped the connection
+        return -1

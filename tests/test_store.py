@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from nearnb.events import Event, Message, Run, message_delta, new_id, text_content
-from nearnb.store import EventWriter, Store, StoreError
+from nearnb.persist import StoreSink
+from nearnb.store import Store, StoreError
 
 
 def make_message(tid: str, text: str, **kw: object) -> Message:
@@ -95,29 +96,41 @@ def test_two_processes_share_the_file(tmp_path: Path) -> None:
     assert [m.text for m in reader.list_messages(tid)] == ["hello"]
 
 
-def test_event_writer_batches_deltas_but_flushes_boundaries(tmp_path: Path) -> None:
+def test_store_sink_writes_a_batch_and_its_rows_atomically_then_tells_listeners(
+    tmp_path: Path,
+) -> None:
+    """One transaction per batch: the log and the rows it implies never disagree."""
     store = Store(tmp_path / "s.db")
-    writer = EventWriter(store, interval=10.0)  # no time-based flush during the test
-    e = lambda seq, name: Event(seq=seq, event=name, data={}, run_id="run_1", thread_id="t")  # noqa: E731
-    writer(e(1, "thread.run.created"))
-    assert len(store.events("run_1")) == 1  # boundary events are durable at once
-    for seq in range(2, 6):
-        writer(e(seq, "thread.message.delta"))
-    assert len(store.events("run_1")) == 1  # deltas are buffered
-    writer(e(6, "thread.message.completed"))
-    assert [x.seq for x in store.events("run_1")] == [1, 2, 3, 4, 5, 6]
-    writer.close()
-
-
-def test_event_writer_flushes_a_paused_stream(tmp_path: Path) -> None:
-    store = Store(tmp_path / "s.db")
-    writer = EventWriter(store, interval=0.02)
-    writer(Event(seq=1, event="thread.message.delta", data={}, run_id="run_1", thread_id="t"))
-    deadline = time.time() + 5
-    while not store.events("run_1") and time.time() < deadline:
-        time.sleep(0.01)
-    assert len(store.events("run_1")) == 1
-    writer.close()
+    tid = store.create_thread().id
+    run = Run(id="run_1", created_at=0, thread_id=tid, assistant_id="a", status="in_progress")
+    done = make_message(tid, "hi")
+    heard: list[tuple[int, int]] = []  # (seq, events in the store when heard)
+    sink = StoreSink(store, [lambda e: heard.append((e.seq, len(store.events("run_1"))))])
+    e = lambda seq, name, data: Event(seq=seq, event=name, data=data, run_id="run_1", thread_id=tid)  # noqa: E731
+    sink(
+        [
+            e(1, "thread.run.in_progress", run.model_dump(mode="json")),
+            e(2, "thread.message.delta", {"id": done.id, "delta": {}}),
+            e(3, "thread.message.completed", done.model_dump(mode="json")),
+        ]
+    )
+    assert [x.seq for x in store.events("run_1")] == [1, 2, 3]
+    assert store.get_run("run_1").status == "in_progress"
+    assert [m.text for m in store.list_messages(tid)] == ["hi"]
+    assert heard == [(1, 3), (2, 3), (3, 3)]  # listeners hear only what is stored
+    with pytest.raises(sqlite3.IntegrityError):  # a repeated seq writes nothing of its batch
+        sink(
+            [
+                e(
+                    4,
+                    "thread.run.completed",
+                    {**run.model_dump(mode="json"), "status": "completed"},
+                ),
+                e(3, "done", "[DONE]"),
+            ]
+        )
+    assert store.get_run("run_1").status == "in_progress"
+    assert [x.seq for x in store.events("run_1")] == [1, 2, 3]
 
 
 def test_store_is_thread_safe(tmp_path: Path) -> None:

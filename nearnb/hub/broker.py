@@ -3,8 +3,9 @@
 A run's events reach the hub by two roads:
 
 * **push** — runs the hub started itself call :meth:`Broker.publish_threadsafe`
-  from their worker thread (``start_run(on_event=...)``); latency is one
-  event-loop hop;
+  from their store sink once an event is stored (``start_run(on_durable=...)``),
+  so a subscriber never sees an event that a crash of this hub could lose;
+  latency is one commit plus one event-loop hop;
 * **tail** — runs written by another process (a notebook kernel, ``nearnb
   run``) into the same ``$NEARNB_HOME`` store are found by polling the run's
   event log every :attr:`Broker.tail_interval` seconds (10 ms) while someone
@@ -14,8 +15,8 @@ A run's events reach the hub by two roads:
 
 Both feed one :class:`Channel` per run, an append-only list of events kept
 contiguous by ``seq``: an event is appended only when it is the next number;
-early arrivals wait in ``pending`` until the gap is filled (a push is usually
-ahead of the store, whose writer batches deltas for up to 50 ms), and
+early arrivals wait in ``pending`` until the gap is filled (a push can be
+ahead of this hub's poll of the store), and
 anything at or below the last number is a duplicate and dropped. Every
 subscriber holds only a cursor into that list, so all of them see the same
 sequence, a late joiner starts with the whole history, and a resume from
@@ -153,7 +154,7 @@ class Broker:
     def publish_threadsafe(self, event: Event) -> None:
         """Hand one event of a hub-run to subscribers, from any thread.
 
-        Suitable as ``start_run(on_event=...)``. Events of runs nobody is
+        Suitable as ``start_run(on_durable=...)``. Events of runs nobody is
         subscribed to are dropped: a later subscriber reads them from the store.
         """
         loop = self._loop

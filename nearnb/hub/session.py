@@ -1,4 +1,4 @@
-"""The attach protocol without I/O: URLs, status checks, frames to events, pacing, retries.
+"""The attach protocol without I/O: URLs, status checks, frames to events, pacing, retries, bounds.
 
 :mod:`nearnb.hub.client` moves bytes (sync and async); everything it decides
 is decided here, once, so both twins behave the same:
@@ -13,17 +13,31 @@ is decided here, once, so both twins behave the same:
 * events already applied (``seq`` not above the last) are skipped, so a
   resume shows every delta exactly once; frames without ids (NEAR's hub,
   which replayed from the start on every connection) are numbered locally;
-* ``speed`` paces a replay by the events' original emit times: the request
-  asks for ``?timing=1``, so a nearnb hub adds ``nearnb_at`` to each event's
-  data object; it is popped before the Event is built (``Event.data`` is the
-  stored OpenAI object) and becomes ``Event.at``. A hub that sends no times
-  (NEAR's) is paced by receipt times.
+* ``speed`` paces a replay by the events' original emit times (``?timing=1``
+  asks a nearnb hub for ``nearnb_at`` in each data object; it is popped and
+  becomes ``Event.at``); a hub that sends none (NEAR's) is paced by receipt;
+* bounds: a line over ``max_line_bytes`` (4 MiB; the hub sends an event as
+  one line, and a ``thread.message.completed`` holds a whole answer) or an
+  event over ``max_event_bytes`` (16 MiB), after gzip/deflate, is
+  :class:`StreamTooLarge`, final (it would come again). ``idle_timeout`` (60 s)
+  counts new events only, not bytes, keepalives or replayed ids; an idle link
+  is :class:`IdleTimeout`, a :class:`ConnectionLost` retried like a dropped
+  one (silence is what a stalled proxy looks like; a resume loses nothing),
+  the retry budget bounding the wait to about ``(max_retries + 1) * idle_timeout``;
+* 204 with nothing received: the hub has no events for the run,
+  :class:`RunNotFound` (status 204), not an empty ``queued`` result. On a
+  resume after the run's terminal event it is the normal end (``done`` lost).
+  Without one, the stream ended before the run (a hub restarted after a crash
+  does this) and ``in_progress`` would be a lie, so the client asks the hub
+  (``GET .../threads/{tid}/runs/{rid}``, same token): an ended run's status,
+  error and traceback become the result's, with the events that came (what
+  the caller wants); a run not ended, or unreadable, raises
+  :class:`StreamProtocolError` ("ended (204) before the run's end"): a guessed
+  status would be worse than an error.
 
-Frames are decoded by httpx-sse (:class:`httpx_sse.EventSource`) in
-:mod:`nearnb.hub.client`; :meth:`Session.receive` takes its
-``ServerSentEvent`` objects.
-
-Every failure raises an :class:`AttachError` whose ``result`` is the
+Frames are decoded by httpx-sse in :mod:`nearnb.hub.client`;
+:meth:`Session.receive` takes its ``ServerSentEvent`` objects. Every failure
+raises an :class:`AttachError` whose ``result`` is the
 :class:`~nearnb.runs.RunResult` of what arrived before it.
 """
 
@@ -39,13 +53,20 @@ from typing import Any
 
 import httpx
 
-from ..events import TERMINAL_EVENTS, Event
+from ..events import TERMINAL_EVENTS, TERMINAL_STATUSES, Event, Message
 from ..reducer import RunState
-from .sse import RETRY_MS, SSEProtocolError, read_frame
+from .sse import RETRY_MS, FrameBounds, SSEProtocolError, read_frame
 
 log = logging.getLogger("nearnb.hub.client")
 
 MAX_DELAY = 30.0
+#: Defaults of ``attach(max_line_bytes=, max_event_bytes=, idle_timeout=)``; see the docstring.
+MAX_LINE_BYTES = 4 * 1024 * 1024
+MAX_EVENT_BYTES = 16 * 1024 * 1024
+IDLE_TIMEOUT = 60.0
+#: Run statuses after which a run never changes (``requires_action`` waits for tool outputs).
+ENDED = TERMINAL_STATUSES - {"requires_action"}
+_MESSAGE_ENDS = ("thread.message.completed", "thread.message.incomplete")
 _STREAM_PATH = re.compile(r"/threads/(?P<tid>[^/?#]+)/stream/(?P<rid>[^/?#]+)/?$")
 
 
@@ -70,8 +91,22 @@ class StreamProtocolError(AttachError):
     """The hub answered, but not with a valid event stream."""
 
 
+class StreamTooLarge(StreamProtocolError):
+    """A line or an event outgrew its limit. ``limit`` names it (``"max_line_bytes"`` or
+    ``"max_event_bytes"``); ``size`` is how many bytes it had reached."""
+
+    def __init__(self, message: str, *, limit: str, size: int, result: Any = None) -> None:
+        super().__init__(message, result=result)
+        self.limit = limit
+        self.size = size
+
+
 class ConnectionLost(AttachError):
     """The stream kept failing after every retry."""
+
+
+class IdleTimeout(ConnectionLost):
+    """No new event for ``idle_timeout`` s on every retry (bytes and keepalives don't count)."""
 
 
 def stream_url(
@@ -117,9 +152,17 @@ class Session:
         display: Any,
         show_streaming_message: bool,
         max_retries: int,
+        max_line_bytes: int = MAX_LINE_BYTES,
+        max_event_bytes: int = MAX_EVENT_BYTES,
+        idle_timeout: float | None = IDLE_TIMEOUT,
     ) -> None:
         if speed is not None and speed <= 0:
             raise ValueError("speed must be positive (None replays instantly)")
+        if idle_timeout is not None and idle_timeout <= 0:
+            raise ValueError("idle_timeout must be positive (None waits forever)")
+        FrameBounds(max_line_bytes, max_event_bytes)  # validates the limits now, not mid-stream
+        self.max_line_bytes, self.max_event_bytes = max_line_bytes, max_event_bytes
+        self.idle_timeout = idle_timeout
         self.url, self.thread_id, self.run_id = url, thread_id, run_id
         self.request_url = timed_url(url)
         self.token = token
@@ -139,14 +182,24 @@ class Session:
         self.response: Any = None  # the open response, so stop() can close it
         self.previous_id = ""  # the last event id on this connection (httpx-sse inherits it)
         self._t0: tuple[float, float] | None = None  # (first event's at, wall clock then)
+        self.idle_since = time.monotonic()  # the connection's start or its last new event
+        self.settling = False  # a resume got 204 without the run's end: ask for the run
+        self.hub_run: dict[str, Any] | None = None  # the run object asked for, once it had ended
 
     # ------------------------------------------------------------- requests
 
-    def headers(self) -> dict[str, str]:
-        headers = {"Accept": "text/event-stream", "Cache-Control": "no-store"}
+    def headers(self, stream: bool = True) -> dict[str, str]:
+        """For the stream (``Last-Event-ID`` once events came), or for the run object."""
+        # Only the encodings the client inflates in bounded steps (a gzip bomb stays small).
+        accept = "text/event-stream" if stream else "application/json"
+        headers = {
+            "Accept": accept,
+            "Accept-Encoding": "gzip, deflate",
+            "Cache-Control": "no-store",
+        }
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
-        if self.numbered and self.state.last_seq:
+        if stream and self.numbered and self.state.last_seq:
             headers["Last-Event-ID"] = str(self.state.last_seq)
         return headers
 
@@ -158,7 +211,7 @@ class Session:
         """
         status = response.status_code
         if status == 204:
-            return False
+            return self._no_content()
         if status >= 400:
             detail = _error_detail(body) or response.reason_phrase
             if status in (401, 403):
@@ -177,14 +230,71 @@ class Session:
             )
         self.local_seq = 0
         self.previous_id = ""
+        self.idle_since = time.monotonic()
         return True
+
+    def idle_error(self) -> IdleTimeout | None:
+        """The error ending this connection once no new event came for ``idle_timeout``."""
+        idle = time.monotonic() - self.idle_since
+        if self.idle_timeout is None or idle < self.idle_timeout:
+            return None
+        return IdleTimeout(
+            f"no new event from {self.url} for {idle:.1f} s (idle_timeout={self.idle_timeout:g};"
+            " bytes and keepalive comments do not count)"
+        )
+
+    # ------------------------------------------------------------------ 204
+
+    def _no_content(self) -> bool:
+        """204: the hub has nothing more to send. Raise, finish, or ask for the run (docstring)."""
+        if not self.events:
+            raise RunNotFound(
+                f"the hub has no events for this run: {self.run_id} "
+                "(204 No Content with nothing received)",
+                status=204,
+            )
+        if not any(e.event in TERMINAL_EVENTS for e in self.events):
+            self.settling = True
+        return False
+
+    @property
+    def run_url(self) -> str:
+        """The run object's URL on the same hub: ``.../threads/{tid}/runs/{rid}``."""
+        parts = httpx.URL(self.url)
+        match = _STREAM_PATH.search(parts.path)
+        base = parts.path[: match.start()] if match else "/v1"
+        path = f"{base}/threads/{self.thread_id}/runs/{self.run_id}"
+        return str(parts.copy_with(path=path, query=None, fragment=None))
+
+    def settle(self, status: int | None, body: str) -> None:
+        """Judge the run object asked for after a 204 without the run's end (``status`` None:
+        the request failed, ``body`` says why). Keeps an ended run; raises otherwise."""
+        self.settling = False
+        run: Any = None
+        with contextlib.suppress(ValueError, RecursionError):
+            run = json.loads(body) if status == 200 else None
+        state = run.get("status") if isinstance(run, dict) else None
+        if isinstance(state, str) and state in ENDED:
+            log.warning(
+                "nearnb: run %s's stream lacked its end; the hub says %s", self.run_id, state
+            )
+            self.hub_run = run
+            return
+        said = f"failed: {body}" if status is None else f"answered {status}: {_error_detail(body)}"
+        if status == 200:
+            said = f"says {repr(state)[:40]}" if state else "is not a run object"
+        raise StreamProtocolError(
+            f"the stream of run {self.run_id} ended (204) before the run's end; "
+            f"GET {self.run_url} {said}",
+            status=204,
+        )
 
     # --------------------------------------------------------------- frames
 
     def receive(self, sse: Any) -> Event | None:
         """An ``httpx_sse.ServerSentEvent`` -> the Event to apply (None: a duplicate, or empty)."""
         if sse.retry is not None and sse.retry >= 0:  # httpx-sse takes any int, "-5" too
-            self.retry_ms = sse.retry
+            self.retry_ms = min(sse.retry, int(MAX_DELAY * 1000))  # 10**4000 would overflow
         try:
             decoded = read_frame(sse, self.previous_id)
         except SSEProtocolError as exc:
@@ -221,10 +331,19 @@ class Session:
         return max(0.0, due - wall)
 
     def apply(self, event: Event) -> None:
-        if not self.state.apply(event):
-            return
+        try:  # the reducer and RunResult trust their events' shapes; a foreign hub's may lie
+            if not self.state.apply(event):
+                return
+            if event.event in _MESSAGE_ENDS and "content" in event.data:
+                Message.model_validate(event.data)  # RunResult.from_state builds it later
+        except Exception as exc:
+            detail = f"{type(exc).__name__}: {exc}".splitlines()[0][:200]
+            raise StreamProtocolError(
+                f"malformed {event.event} event {event.seq}: {detail}"
+            ) from None
         self.events.append(event)
         self.failures = 0  # events flow again: the retry budget is whole again
+        self.idle_since = time.monotonic()  # after any pacing pause: that wait is ours
         if self.renderer is None:
             self.renderer = _open_view(self.display, event, self.show_streaming_message, self.stop)
         if self.renderer is not None:
@@ -264,6 +383,14 @@ class Session:
         result = RunResult.from_state(self.state, list(self.events))
         result.thread_id = result.thread_id or self.thread_id
         result.run_id = result.run_id or self.run_id
+        if self.hub_run is not None:  # the run's end, asked for after a 204 (docstring)
+            result.status = self.hub_run["status"]
+            last_error = self.hub_run.get("last_error")
+            if isinstance(last_error, dict) and last_error.get("message"):
+                result.error = str(last_error["message"])
+            metadata = self.hub_run.get("metadata")
+            if isinstance(metadata, dict) and metadata.get("nearnb.traceback"):
+                result.traceback = str(metadata["nearnb.traceback"])
         if error and not result.error:
             result.error = error
         return result
@@ -285,7 +412,7 @@ class Session:
 def _error_detail(body: str) -> str:
     try:
         payload = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):
         return body.strip()[:200]
     error = payload.get("error") if isinstance(payload, dict) else None
     if isinstance(error, dict) and error.get("message"):

@@ -3,7 +3,9 @@
 Pure functions, no I/O, so the server, the attach client and the tests share
 one definition of the wire. Parsing the event stream itself (lines, fields,
 ``retry:``, comments) is httpx-sse's job: :func:`read_frame` takes what
-``httpx_sse.EventSource(response).iter_sse()`` yields.
+``httpx_sse.EventSource(response).iter_sse()`` yields. :class:`FrameBounds`
+watches the bytes on their way to httpx-sse, because httpx-sse buffers a line,
+and an event's data lines, without limit.
 
 Two framings of the same :class:`~nearnb.events.Event`:
 
@@ -48,6 +50,10 @@ stream.
 from __future__ import annotations
 
 import json
+import math
+import re
+import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -67,8 +73,21 @@ TIMING_KEY = "nearnb_at"
 TIMINGS: tuple[str, ...] = ("0", "1")
 
 
+#: The most digits an id may have: the hub numbers events with SQLite's 64-bit integers.
+MAX_ID_DIGITS = 19
+
+
 class SSEProtocolError(ValueError):
     """A frame that does not follow the hub's SSE format; the message quotes it."""
+
+
+class SSELimitError(SSEProtocolError):
+    """A line or an event outgrew its limit; ``limit`` names it, ``value`` is its size in bytes."""
+
+    def __init__(self, message: str, *, limit: str, value: int) -> None:
+        super().__init__(message)
+        self.limit = limit
+        self.value = value
 
 
 # ------------------------------------------------------------------ encoding
@@ -184,8 +203,9 @@ def read_frame(sse: Any, previous_id: str = "") -> Decoded | None:
 
     Raises :class:`SSEProtocolError` naming what is wrong: an ``event:`` with
     no data, data that is not JSON, an event name outside the OpenAI
-    Assistants vocabulary, a non-numeric id, a frame without an id of its own
-    in a numbered stream, a ``nearnb_at`` that is not a number.
+    Assistants vocabulary, a non-numeric id or one of more than 19 digits (no
+    hub numbers that far, and ``int()`` refuses 4,300), a frame without an id
+    of its own in a numbered stream, a ``nearnb_at`` that is not a finite number.
 
     httpx-sse reports a missing ``event:`` as ``"message"``, so an explicit
     ``event: message`` with no data is skipped like an empty frame; and it
@@ -205,7 +225,7 @@ def read_frame(sse: Any, previous_id: str = "") -> Decoded | None:
         return Decoded("done", DONE_DATA, seq, _done_at(sse), "official")
     try:
         payload = json.loads(sse.data)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: "[[[[..." nested past the stack
         raise SSEProtocolError(f"frame data is not JSON: {describe(sse)}") from None
     if named:
         name, data, framing = sse.event, payload, "official"
@@ -230,11 +250,15 @@ def _at(data: Any, sse: Any) -> float | None:
     at = data.pop(TIMING_KEY, None) if isinstance(data, dict) else None
     if at is None:
         return None
-    if isinstance(at, bool) or not isinstance(at, int | float):
+    try:
+        value = float(at) if isinstance(at, int | float) and not isinstance(at, bool) else math.nan
+    except OverflowError:  # an integer past float's range
+        value = math.nan
+    if not math.isfinite(value):  # a pace computed from it would sleep forever, or fail
         raise SSEProtocolError(
-            f"malformed frame: {TIMING_KEY} {at!r} is not a time: {describe(sse)}"
+            f"malformed frame: {TIMING_KEY} {_clip(repr(at))} is not a time: {describe(sse)}"
         )
-    return float(at)
+    return value
 
 
 def _done_at(sse: Any) -> float | None:
@@ -243,7 +267,7 @@ def _done_at(sse: Any) -> float | None:
         return None
     try:
         payload = json.loads(sse.data)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: "[[[[..." nested past the stack
         raise SSEProtocolError(f"frame data is not JSON: {describe(sse)}") from None
     return _at(payload, sse)
 
@@ -253,7 +277,12 @@ def _seq(sse: Any, previous_id: str) -> int | None:
         return None
     if not (sse.id.isascii() and sse.id.isdigit()):
         raise SSEProtocolError(
-            f"malformed frame: id {sse.id!r} is not a sequence number: {describe(sse)}"
+            f"malformed frame: id {_clip(repr(sse.id))} is not a sequence number: {describe(sse)}"
+        )
+    if len(sse.id) > MAX_ID_DIGITS:  # int() would refuse past 4,300 digits with a bare ValueError
+        raise SSEProtocolError(
+            f"malformed frame: id of {len(sse.id):,} digits is not a sequence number "
+            f"(at most {MAX_ID_DIGITS}): {describe(sse)}"
         )
     if sse.id == previous_id:
         raise SSEProtocolError(
@@ -261,3 +290,110 @@ def _seq(sse: Any, previous_id: str) -> int | None:
             f"(ids must increase): {describe(sse)}"
         )
     return int(sse.id)
+
+
+def _clip(text: str, limit: int = 40) -> str:
+    """``text`` cut to about ``limit`` characters: error messages quote hostile input."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} characters)"
+
+
+# ------------------------------------------------------------------ bounds
+
+_EOL = re.compile(rb"\r\n|\r|\n")  # the SSE line ends, as httpx-sse splits them
+
+
+class FrameBounds:
+    """Watches an event stream's bytes before httpx-sse buffers them: lines and events stay bounded.
+
+    httpx-sse keeps a line until its end arrives and an event's data lines
+    until the blank line that dispatches it, with no limit, so one endless
+    line or endless ``data:`` lines would take all memory. :meth:`check`
+    sees every chunk first (after content decoding, so a gzip bomb counts at
+    its real size) and raises :class:`SSELimitError` once a line exceeds
+    ``max_line_bytes`` or the lines of one event (comments excepted: httpx-sse
+    drops them) exceed ``max_event_bytes``. It only finds line ends; fields
+    are httpx-sse's business. Memory is then at most about one line, one
+    event and one chunk.
+    """
+
+    def __init__(self, max_line_bytes: int, max_event_bytes: int) -> None:
+        if max_line_bytes <= 0 or max_event_bytes <= 0:
+            raise ValueError("max_line_bytes and max_event_bytes must be positive")
+        self.max_line_bytes = max_line_bytes
+        self.max_event_bytes = max_event_bytes
+        self._line = 0  # bytes of the unfinished line so far
+        self._comment = False  # the unfinished line starts with ":"
+        self._event = 0  # bytes of the event's lines so far
+        self._cr = False  # the last chunk ended with "\r": a "\n" next ends the same line
+
+    def check(self, chunk: bytes) -> bytes:
+        """``chunk`` unchanged once its lines keep the limits; else :class:`SSELimitError`."""
+        if not chunk:
+            return chunk
+        pos = 1 if self._cr and chunk.startswith(b"\n") else 0
+        self._cr = chunk.endswith(b"\r")
+        for end in _EOL.finditer(chunk, pos):
+            self._grow(chunk, pos, end.start())
+            self._end_line()
+            pos = end.end()
+        self._grow(chunk, pos, len(chunk))
+        return chunk
+
+    def _grow(self, chunk: bytes, start: int, stop: int) -> None:
+        if stop <= start:
+            return
+        if self._line == 0:
+            self._comment = chunk[start : start + 1] == b":"
+        self._line += stop - start
+        if self._line > self.max_line_bytes:
+            raise SSELimitError(
+                f"a line of the event stream is longer than max_line_bytes={self.max_line_bytes:,}",
+                limit="max_line_bytes",
+                value=self._line,
+            )
+
+    def _end_line(self) -> None:
+        size, self._line = self._line, 0
+        if size == 0:  # a blank line dispatches the event
+            self._event = 0
+            return
+        if self._comment:
+            return
+        self._event += size
+        if self._event > self.max_event_bytes:
+            raise SSELimitError(
+                f"an event of the stream is larger than max_event_bytes={self.max_event_bytes:,}",
+                limit="max_event_bytes",
+                value=self._event,
+            )
+
+
+class Inflater:
+    """One gzip or deflate layer of a body, inflated at most ``step`` bytes at a time.
+
+    httpx inflates a whole network read at once, and 64 KiB of a gzip bomb is
+    64 MB; here the unread input waits in zlib's ``unconsumed_tail`` instead.
+    """
+
+    def __init__(self, encoding: str, step: int) -> None:
+        self.encoding, self.step = encoding, step
+        gzip = encoding in ("gzip", "x-gzip")
+        self._zlib = zlib.decompressobj(zlib.MAX_WBITS | 16 if gzip else zlib.MAX_WBITS)
+        self._first = not gzip  # "deflate" is sometimes raw deflate: retry so, as httpx does
+
+    def __call__(self, data: bytes) -> Iterator[bytes]:
+        while data:
+            try:
+                out = self._zlib.decompress(data, self.step)
+            except zlib.error as exc:
+                if not self._first:
+                    raise SSEProtocolError(f"corrupt {self.encoding} body: {exc}") from None
+                self._first, self._zlib = False, zlib.decompressobj(-zlib.MAX_WBITS)
+                continue
+            self._first = False
+            data = self._zlib.unconsumed_tail
+            if out:
+                yield out
+
+    def flush(self) -> bytes:
+        return self._zlib.flush()

@@ -5,7 +5,7 @@ its event log and sends it as fast as the client takes it. Three clients, from t
 
 * raw bytes (httpx) — what the hub itself costs;
 * httpx-sse — a third-party SSE parser on top;
-* ``nearnb.attach(display=None)`` — the real client: httpx-sse decoding, validation, the
+* ``nearnb.attach(display="none")`` — the real client: httpx-sse decoding, validation, the
   reducer, the ``RunResult``; it asks for ``?timing=1`` (each event's emit time in its data),
   the other two read the default stream.
 
@@ -90,7 +90,7 @@ def httpx_sse(url: str) -> int:
 def attach(url: str) -> int:
     from nearnb.hub.client import attach as nearnb_attach
 
-    return nearnb_attach(url, display=None).deltas
+    return nearnb_attach(url, display="none").deltas
 
 
 def timed(fn: Callable[[str], object], url: str) -> tuple[float, object]:

@@ -296,7 +296,7 @@ def test_204_on_the_first_request_is_no_such_run(server: HostileServer, mode: st
     started = time.monotonic()
     with pytest.raises(RunNotFound, match="the hub has no events for this run") as info:
         attach_in(mode, url(server, "run_204"), max_retries=3)
-    assert time.monotonic() - started < 0.5  # final, not retried
+    assert time.monotonic() - started < 0.75  # final: a retry would wait 0.8 s or more
     assert info.value.status == 204 and info.value.result.events == []
 
 

@@ -125,10 +125,12 @@ def test_keyboard_interrupt_while_waiting_cancels_the_run(
 
     def ctrl_c_after_first_delta() -> None:
         # The condition, not a guess: a cold ``import openai`` on a loaded machine can take
-        # longer than any fixed delay. Bounded, so a run that never streams fails the test
-        # (no delta, then the run completes) instead of hanging it.
-        if first_delta.wait(60):
-            os.kill(os.getpid(), signal.SIGINT)  # a real Ctrl-C, while the main thread waits
+        # longer than any fixed delay. A run that ends without streaming gets no Ctrl-C (it
+        # would hit the test, not the wait) and fails the assertions below.
+        while not handle.done:
+            if first_delta.wait(0.05):
+                os.kill(os.getpid(), signal.SIGINT)  # a real Ctrl-C, while the main thread waits
+                return
 
     handle = start_run(make_agent(tmp_path / "interrupt", STREAM_REPLY), "go", on_event=on_event)
     interrupter = threading.Thread(target=ctrl_c_after_first_delta)

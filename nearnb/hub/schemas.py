@@ -140,8 +140,15 @@ class ChatIn(BaseModel):
         return value
 
     def params(self) -> dict[str, Any]:
-        """Provider parameters: everything the client sent besides our own fields."""
+        """Provider parameters: everything the client sent besides our own fields.
+
+        openai-python's per-request options (``timeout``, ``extra_headers``,
+        ``extra_query``, ``extra_body``) are never part of an OpenAI request
+        body; passed on, a client could set the hub's upstream headers or make
+        the SDK itself fail, so they are dropped.
+        """
         skip = {"messages", "model", "provider", "stream", "stream_options", "n", "user"}
+        skip |= {"timeout", "extra_headers", "extra_query", "extra_body"}
         typed = {
             name: getattr(self, name)
             for name in type(self).model_fields

@@ -9,6 +9,12 @@ the same answer for a live run and for its replay.
 Text is accumulated as a list of chunks (O(n) for a whole stream) and joined
 lazily; events already applied (``seq`` not above the last one seen) are
 ignored, which makes a resumed SSE stream idempotent.
+
+Tool calls are run steps (``thread.run.step.*``), kept apart from the
+messages in :attr:`RunState.steps`; :attr:`RunState.timeline` lists messages
+and steps in the order they *finished*, which is the one order every view
+shows them in (a view can then only ever append). A message that belongs to
+another thread (an agent replying elsewhere) is counted but never shown.
 """
 
 from __future__ import annotations
@@ -64,13 +70,43 @@ class MessageState:
 
 @dataclass
 class ToolCallState:
-    """A tool call made during the run, with its output once known."""
+    """A tool call made during the run, with its output once known.
+
+    ``name`` and ``arguments`` grow fragment by fragment from
+    ``thread.run.step.delta`` events; a whole RunStep (created / completed)
+    replaces them with its own values.
+    """
 
     id: str
     name: str
     arguments: str
     output: str | None = None
     step_status: str = "in_progress"
+    type: str = "function"
+
+
+#: Step statuses after which a step no longer changes.
+STEP_ENDED = frozenset({"completed", "failed", "cancelled", "expired"})
+
+
+@dataclass
+class StepState:
+    """A ``tool_calls`` run step: its calls in order and its status."""
+
+    id: str | None
+    status: str = "in_progress"
+    calls: list[ToolCallState] = field(default_factory=list)
+    last_error: str | None = None
+
+    @property
+    def ended(self) -> bool:
+        return self.status in STEP_ENDED
+
+    def call_at(self, index: int) -> ToolCallState:
+        """The call at ``index`` (a delta's position), created empty if new."""
+        while len(self.calls) <= index:
+            self.calls.append(ToolCallState(id="", name="", arguments=""))
+        return self.calls[index]
 
 
 @dataclass
@@ -84,7 +120,8 @@ class RunState:
     assistant_id: str = ""
     messages: list[MessageState] = field(default_factory=list)
     streaming: MessageState | None = None
-    tool_calls: dict[str, ToolCallState] = field(default_factory=dict)
+    steps: list[StepState] = field(default_factory=list)
+    timeline: list[MessageState | StepState] = field(default_factory=list)
     notices: list[str] = field(default_factory=list)
     deltas: int = 0
     chars: int = 0
@@ -99,6 +136,9 @@ class RunState:
     traceback: str | None = None
     done: bool = False
     run: dict[str, Any] | None = None
+    foreign_messages: int = 0
+    _steps_by_id: dict[str, StepState] = field(default_factory=dict, repr=False)
+    _foreign_ids: set[str] = field(default_factory=set, repr=False)
 
     # ------------------------------------------------------------------ reading
 
@@ -111,6 +151,11 @@ class RunState:
     def answers(self) -> list[MessageState]:
         """Completed user-facing assistant messages: the run's answer."""
         return [m for m in self.messages if m.role == "assistant" and not m.hidden]
+
+    @property
+    def tool_calls(self) -> dict[str, ToolCallState]:
+        """Every tool call by id, across steps (a later step's call wins)."""
+        return {call.id: call for step in self.steps for call in step.calls if call.id}
 
     @property
     def elapsed(self) -> float:
@@ -144,10 +189,12 @@ class RunState:
         data = event.data if isinstance(event.data, dict) else {}
         if name == "thread.message.delta":
             self._on_delta(data, event.at)
+        elif name == "thread.run.step.delta":
+            self._on_step_delta(data)
         elif name.startswith("thread.run.step."):
-            self._on_step(data)
+            self._on_step(name, data)
         elif name.startswith("thread.message."):
-            self._on_message(name, data)
+            self._on_message(name, data, event.thread_id)
         elif name.startswith("thread.run."):
             self._on_run(name, data)
         elif name == "error":
@@ -160,21 +207,27 @@ class RunState:
     def _on_delta(self, data: dict[str, Any], at: float) -> None:
         text = delta_text(data)
         msg_id = data.get("id")
+        self.deltas += 1
+        if self.first_delta_at is None:
+            self.first_delta_at = at
+        self.last_delta_at = at
+        self.chars += len(text)
+        if msg_id in self._foreign_ids:
+            return  # received by this run, so counted; shown in its own thread only
         current = self.streaming
         if current is None or (msg_id and current.id and current.id != msg_id):
             # A delta with no preceding ``created`` (NEAR's hub never sends one).
             current = self.streaming = MessageState(id=msg_id)
         current.deltas += 1
-        self.deltas += 1
-        if self.first_delta_at is None:
-            self.first_delta_at = at
-        self.last_delta_at = at
         if text:
             current.append(text)
-            self.chars += len(text)
 
-    def _on_message(self, name: str, data: dict[str, Any]) -> None:
+    def _on_message(self, name: str, data: dict[str, Any], thread_id: str | None) -> None:
         msg_id = data.get("id")
+        home = thread_id or self.thread_id
+        if msg_id in self._foreign_ids or (home and data.get("thread_id") not in (None, home)):
+            self._on_foreign(name, msg_id)
+            return
         if name in ("thread.message.created", "thread.message.in_progress"):
             if self.streaming is None or self.streaming.id != msg_id:
                 self.streaming = MessageState(
@@ -201,6 +254,16 @@ class RunState:
         if current.message_type == NOTICE_MESSAGE_TYPE:
             self.notices.append(current.text)
         self.messages.append(current)
+        self.timeline.append(current)
+
+    def _on_foreign(self, name: str, msg_id: str | None) -> None:
+        """A message in another thread: remember its id so its deltas stay hidden."""
+        if msg_id:
+            self._foreign_ids.add(msg_id)
+        if self.streaming is not None and msg_id and self.streaming.id == msg_id:
+            self.streaming = None  # its deltas arrived before we knew its thread
+        if name in ("thread.message.completed", "thread.message.incomplete"):
+            self.foreign_messages += 1
 
     def _on_run(self, name: str, data: dict[str, Any]) -> None:
         # The event name is authoritative: NEAR's hub sent status "queued" in
@@ -218,22 +281,72 @@ class RunState:
         if isinstance(metadata, dict) and metadata.get("nearnb.traceback"):
             self.traceback = metadata["nearnb.traceback"]
 
-    def _on_step(self, data: dict[str, Any]) -> None:
+    def _step(self, step_id: str | None) -> StepState:
+        step = self._steps_by_id.get(step_id) if step_id else None
+        if step is None:
+            step = StepState(id=step_id)
+            self.steps.append(step)
+            if step_id:
+                self._steps_by_id[step_id] = step
+        return step
+
+    def _on_step(self, name: str, data: dict[str, Any]) -> None:
+        """A whole RunStep (created, in_progress, completed, failed ...)."""
         details = data.get("step_details") or {}
         if not isinstance(details, dict) or details.get("type") != "tool_calls":
-            return
-        for call in details.get("tool_calls") or ():
+            return  # message_creation steps: the message events already say it
+        step = self._step(data.get("id"))
+        for index, call in enumerate(details.get("tool_calls") or ()):
+            if not isinstance(call, dict):
+                continue
+            state = step.call_at(index)
             function = call.get("function") or {}
-            state = self.tool_calls.get(call.get("id"))
-            if state is None:
-                state = self.tool_calls[call.get("id")] = ToolCallState(
-                    id=call.get("id"),
-                    name=function.get("name", ""),
-                    arguments=function.get("arguments", ""),
-                )
+            state.id = call.get("id") or state.id
+            state.type = call.get("type") or state.type
+            # A whole object is the truth so far: replace, never append.
+            if function.get("name") is not None:
+                state.name = function["name"]
+            if function.get("arguments") is not None:
+                state.arguments = function["arguments"]
             if function.get("output") is not None:
                 state.output = function["output"]
-            state.step_status = data.get("status") or state.step_status
+        last_error = data.get("last_error")
+        if isinstance(last_error, dict):
+            step.last_error = last_error.get("message")
+        status = name.rsplit(".", 1)[1]
+        self._set_step_status(step, status if status in STEP_ENDED else "in_progress")
+
+    def _on_step_delta(self, data: dict[str, Any]) -> None:
+        """OpenAI's RunStepDelta: name and arguments fragments are appended."""
+        delta = data.get("delta") or {}
+        details = delta.get("step_details") if isinstance(delta, dict) else None
+        if not isinstance(details, dict) or details.get("type") != "tool_calls":
+            return
+        step = self._step(data.get("id"))
+        for position, fragment in enumerate(details.get("tool_calls") or ()):
+            if not isinstance(fragment, dict):
+                continue
+            index = fragment.get("index")
+            state = step.call_at(index if isinstance(index, int) else position)
+            state.id = fragment.get("id") or state.id
+            state.type = fragment.get("type") or state.type
+            function = fragment.get("function") or {}
+            state.name += function.get("name") or ""
+            state.arguments += function.get("arguments") or ""
+            if function.get("output") is not None:
+                state.output = function["output"]
+        if not step.ended:
+            self._set_step_status(step, "in_progress")
+
+    def _set_step_status(self, step: StepState, status: str) -> None:
+        was_ended = step.ended
+        if was_ended and status not in STEP_ENDED:
+            return  # a late or replayed in_progress never reopens a finished step
+        step.status = status
+        for call in step.calls:
+            call.step_status = status
+        if step.ended and not was_ended:
+            self.timeline.append(step)  # finished: from now on it is shown in place
 
 
 def _content_texts(content: Any) -> Iterable[str]:

@@ -28,12 +28,45 @@ def test_throttle_renders_first_then_at_most_once_per_interval() -> None:
     assert not throttle.due()  # nothing pending
 
 
-def test_throttle_boundaries_render_at_once() -> None:
+def test_throttle_boundaries_take_the_next_slot() -> None:
+    """A boundary no longer jumps the queue (300 of them a second would be
+    300 refreshes): it renders at once when the view is idle, else when due."""
     clock = ManualClock()
     throttle = Throttle(0.1, clock)
-    throttle.offer()
-    throttle.flushed()
-    assert throttle.offer(boundary=True)
+    assert throttle.offer(boundary=True)  # idle: at once
+    throttle.flushed(boundary=True)
+    clock.now = 0.01
+    assert not throttle.offer(boundary=True)
+    assert throttle.remaining() == pytest.approx(0.09)
+    clock.now = 0.1
+    assert throttle.due()
+
+
+def test_throttle_keeps_the_message_window_under_its_limit() -> None:
+    """A refresh is allowed only if the largest refresh seen still fits in
+    the last second's message budget; spare() is what cleanup may send."""
+    clock = ManualClock()
+    throttle = Throttle(0.1, clock, max_messages=100, reserve=10)
+    throttle.flushed(cost=60)
+    clock.now = 0.1
+    assert throttle.refresh_cost == 60  # the largest refresh so far
+    assert not throttle.offer()  # 60 sent + 60 more would exceed 100
+    assert throttle.remaining() == pytest.approx(0.9)  # when the first 60 leave the window
+    assert throttle.spare(keep=0) == 40 and throttle.spare() == 0
+    clock.now = 1.0
+    assert throttle.due()
+
+
+def test_throttle_leaves_room_for_the_final_refresh() -> None:
+    clock = ManualClock()
+    throttle = Throttle(1 / 20, clock)
+    times = []
+    while clock.now < 1.0:
+        if throttle.offer():
+            throttle.flushed()
+            times.append(clock.now)
+        clock.now = round(clock.now + 0.001, 6)
+    assert len(times) == 19  # the 20th slot of the second is the final render's
 
 
 def test_throttle_refuses_intervals_above_20_per_second() -> None:

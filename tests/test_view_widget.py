@@ -32,6 +32,7 @@ from nearnb.view.widget import (
     WidgetRenderer,
     route_clicks_to_frontend_subshell,
 )
+from nearnb.view.widget_kit import WidgetKit
 
 PARAGRAPH = "Virtue is knowledge, said Socrates, and nobody errs willingly. " * 8
 
@@ -350,16 +351,17 @@ def test_stop_clicks_are_routed_to_the_frontends_subshell() -> None:
 def test_append_tree_resends_at_most_fanout_ids_per_append(wire: WireLog) -> None:
     import ipywidgets as widgets
 
-    tree = AppendTree(widgets.VBox, fanout=4)
-    roots = [tree.root]
+    kit = WidgetKit()
+    tree = AppendTree(kit, fanout=4)
+    root = tree.root
     leaves = [widgets.HTML(str(i)) for i in range(40)]
     wire.clear()
+    kit.sent = 0
     for leaf in leaves:
-        new_root = tree.append(leaf)
-        if new_root is not None:
-            roots.append(new_root)
+        tree.append(leaf)
     biggest = max(len(s["children"]) for s in wire.updates() if "children" in s)
     assert biggest <= 4
+    assert kit.sent == wire.count()  # the kit counts exactly what goes on the wire
 
     def flatten(box: Any) -> list[Any]:
         return [
@@ -369,7 +371,7 @@ def test_append_tree_resends_at_most_fanout_ids_per_append(wire: WireLog) -> Non
         ]
 
     assert flatten(tree.root) == leaves
-    assert tree.root is roots[-1]
+    assert tree.root is root  # a full root pushes its children down; it is never replaced
 
 
 def test_trailing_changes_are_flushed_by_the_timer_thread() -> None:

@@ -7,8 +7,15 @@ the live output with the static bundle a saved notebook keeps. It never
 knows where the events come from - a local run's worker thread, a hub's SSE
 stream, a list being replayed - which is why the hub client can use it too.
 
-Threads: events usually arrive on the run's worker thread, the trailing
-flush comes from a small timer thread, a Stop click may arrive on a kernel
+Rate: every refresh - boundaries included - waits for the throttle's next
+slot, and reports how many wire messages it sent, so any event mix stays
+within 20 refreshes and 100 comm messages a second (:mod:`.throttle`).
+``finish`` renders the true last state at once; work that may wait (closing
+a widget's models) is spread over later slots by the same timer thread.
+
+Threads: events arrive on whatever thread feeds the view (the run's worker,
+or a queue thread of its own), the trailing flush comes from a small timer
+thread, a Stop click may arrive on a kernel
 subshell thread and ``finish`` on the cell's thread. One re-entrant lock
 serialises all of them; widgets and the reducer state are only touched
 under it. ``on_stop`` is called *outside* the lock so a canceller that
@@ -29,7 +36,8 @@ from .throttle import DEFAULT_INTERVAL, Clock, Throttle
 
 logger = logging.getLogger("nearnb.view")
 
-#: Events after which the reader expects to see the change at once.
+#: Events after which the reader expects to see the change soon (counted in
+#: the throttle's statistics; they take the next free slot like any change).
 _BOUNDARY_PREFIXES = (
     "thread.run.",
     "thread.message.created",
@@ -40,7 +48,7 @@ _NOT_BOUNDARY = frozenset({"thread.run.step.delta", "thread.run.step.in_progress
 
 
 def is_boundary(name: str) -> bool:
-    """True for events that render at once (message/step/run boundaries, errors)."""
+    """True for message/step/run boundaries and errors."""
     if name in _NOT_BOUNDARY:
         return False
     return name.startswith(_BOUNDARY_PREFIXES) or name in ("error", "done")
@@ -49,8 +57,9 @@ def is_boundary(name: str) -> bool:
 class Renderer:
     """Base class: reducer state, throttling, trailing flush and finishing.
 
-    Subclasses implement :meth:`_render` (show the current state) and
-    :meth:`_finalize` (replace the live output with a static bundle).
+    Subclasses implement :meth:`_render` (show the current state; return the
+    wire messages it sent) and :meth:`_finalize` (replace the live output with
+    a static bundle); :meth:`_cleanup` may spread work after the end.
     """
 
     def __init__(
@@ -72,6 +81,7 @@ class Renderer:
         self._autoflush = autoflush
         self._ticker: threading.Thread | None = None
         self._finished = False
+        self._cleanup_wait: float | None = None
         self._quiet = False  # set once the run is over: no more trailing flushes
 
     # ------------------------------------------------------------------ feeding
@@ -99,9 +109,14 @@ class Renderer:
         """Render a pending change if it is due; True if it rendered.
 
         The timer thread calls this; tests with a fake clock call it directly.
+        After the end it carries on with the deferred cleanup instead.
         """
         with self._lock:
-            if self._finished or not self.throttle.due():
+            if self._finished:
+                if self._cleanup_wait is not None:
+                    self._cleanup_wait = self._cleanup()
+                return False
+            if not self.throttle.due():
                 return False
             self._flush(boundary=False)
             return True
@@ -114,7 +129,7 @@ class Renderer:
             if self.stop_requested or self.state.terminal or self._finished:
                 return
             self.stop_requested = True
-            self._on_stop_requested()
+            self.throttle.spend(self._on_stop_requested())
         if self.on_stop is not None:
             self.on_stop()
 
@@ -123,6 +138,11 @@ class Renderer:
     @property
     def finished(self) -> bool:
         return self._finished
+
+    @property
+    def cleanup_wait(self) -> float | None:
+        """After the end: seconds until more deferred cleanup may run, None when done."""
+        return self._cleanup_wait
 
     def finish(self, result: Any = None) -> None:
         """Render the final state and leave a static bundle. Idempotent.
@@ -144,31 +164,41 @@ class Renderer:
                 for event in getattr(result, "events", None) or ():
                     self.state.apply(event)
                 deltas = getattr(result, "deltas", None)
-            self._render(final=True)
-            self.throttle.flushed(boundary=True)
+            self.throttle.flushed(boundary=True, cost=self._render(final=True))
             data, metadata = final_bundle(self.state, self.info, deltas=deltas)
             self._finalize(data, metadata)
+            self._cleanup_wait = self._cleanup()
+            if self._cleanup_wait is not None and self._autoflush:
+                self._arm_ticker()
 
     # ------------------------------------------------------------- subclasses
 
-    def _render(self, *, final: bool = False) -> None:
+    def _render(self, *, final: bool = False) -> int:
+        """Show the current state; return the wire messages sent (0 if none)."""
         raise NotImplementedError
 
     def _finalize(self, data: dict[str, Any], metadata: dict[str, Any]) -> None:
         raise NotImplementedError
 
-    def _on_stop_requested(self) -> None:
-        """Reflect a Stop request in the view (under the lock)."""
+    def _on_stop_requested(self) -> int:
+        """Reflect a Stop request in the view (under the lock); messages sent."""
+        return 0
+
+    def _cleanup(self) -> float | None:
+        """After the end: do what the budget allows now; seconds until more
+        can be done, or None when nothing is left."""
+        return None
 
     # ------------------------------------------------------------------ timing
 
     def _flush(self, *, boundary: bool) -> None:
+        cost = 0
         try:
-            self._render()
+            cost = self._render()
         except Exception:  # a rendering bug must never break the run
             logger.exception("nearnb: rendering failed")
         finally:
-            self.throttle.flushed(boundary=boundary)
+            self.throttle.flushed(boundary=boundary, cost=cost or 0)
 
     def _arm_ticker(self) -> None:
         if self._ticker is None:
@@ -181,16 +211,25 @@ class Renderer:
 
     def _tick_loop(self) -> None:
         """Trailing flush: a change deferred by the throttle is rendered when
-        due even if no further event arrives (a stalled stream)."""
+        due even if no further event arrives (a stalled stream); after the
+        end, the deferred cleanup is paced the same way."""
         with self._lock:
-            while not self._finished:
-                if self.throttle.pending:
-                    delay = self.throttle.remaining()
-                    if delay <= 0:
-                        self._flush(boundary=False)
-                        continue
+            try:
+                while True:
+                    delay: float | None
+                    if self._finished:
+                        delay = self._cleanup_wait = self._cleanup()
+                        if delay is None:
+                            return
+                    elif self.throttle.pending:
+                        delay = self.throttle.remaining()
+                        if delay <= 0:
+                            self._flush(boundary=False)
+                            continue
+                    elif self._quiet:
+                        return
+                    else:
+                        delay = None
                     self._wake.wait(delay)
-                elif self._quiet:
-                    return
-                else:
-                    self._wake.wait()
+            finally:
+                self._ticker = None

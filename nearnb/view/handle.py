@@ -20,7 +20,17 @@ from collections.abc import Callable
 from typing import Any
 
 from .base import Renderer
-from .bundle import RunInfo, badge_html, counter_text, plain_header
+from .bundle import (
+    RunInfo,
+    block_plain,
+    blocks_markdown,
+    error_markdown,
+    header_markdown,
+    md_escape,
+    plain_header,
+    tool_markdown,
+)
+from .present import ViewModel, present
 from .sink import IPythonSink, Sink
 from .throttle import Clock
 
@@ -53,35 +63,44 @@ class HandleRenderer(Renderer):
         self.throttle.flushed(boundary=True)
 
     def live_bundle(self) -> dict[str, str]:
-        """The bundle shown while the run is live."""
-        state, info = self.state, self.info
-        name = info.agent_name or state.assistant_id or "agent"
-        head = f"**{name}**"
-        if state.model or info.model:
-            head += f" · `{state.model or info.model}`"
-        head += " · " + badge_html(state.status) + " · " + counter_text(state)
-        md = [head, *(f"> {notice}" for notice in state.notices)]
-        md += [m.text for m in state.answers]
-        plain = [plain_header(state, info), counter_text(state)]
-        streaming = state.streaming
-        if streaming is not None and info.show_streaming_message and not streaming.hidden:
-            text = streaming.text
-            if len(text) > TAIL_CHARS:
-                text = "…" + text[-TAIL_CHARS:]
-            md.append(text)
-            plain.append(text)
-        if state.error:
-            md.append(f"**Error:** {state.error}")
-            plain.append(f"error: {state.error}")
+        """The bundle shown while the run is live: the final bundle's Markdown
+        plus the live counter, the streaming tail and running tool steps."""
+        vm = present(self.state, self.info, stop_requested=self.stop_requested)
+        md = [header_markdown(vm.header, vm.counter.line)]
+        md += [f"> {md_escape(notice)}" for notice in vm.header.notices]
+        plain = [plain_header(vm), vm.counter.line]
+        if vm.blocks:
+            md.append(blocks_markdown(vm.blocks))
+            plain += [block_plain(block) for block in vm.blocks]
+        tail = _tail(vm)
+        if tail:
+            md.append(tail)
+            plain.append(tail)
+        for step in vm.live_steps:
+            md.append(tool_markdown(step))
+            plain.append(block_plain(step))
+        if vm.error is not None:
+            md.append(error_markdown(vm.error))
+            if vm.error.message:
+                plain.append(f"error: {vm.error.message}")
         return {"text/markdown": "\n\n".join(md), "text/plain": "\n\n".join(plain)}
 
-    def _render(self, *, final: bool = False) -> None:
+    def _render(self, *, final: bool = False) -> int:
         if final:
-            return  # the final bundle replaces the live one in _finalize
+            return 0  # the final bundle replaces the live one in _finalize
         data = self.live_bundle()
         if data != self._last:
             self.sink.update(data, {}, display_id=self.display_id)
             self._last = data
+        return 0  # a display update, not a comm message
 
     def _finalize(self, data: dict[str, Any], metadata: dict[str, Any]) -> None:
         self.sink.update(data, metadata, display_id=self.display_id)
+
+
+def _tail(vm: ViewModel) -> str:
+    """The last :data:`TAIL_CHARS` of the live message (bounded re-sends)."""
+    if vm.live is None:
+        return ""
+    text = vm.live.text
+    return "…" + text[-TAIL_CHARS:] if len(text) > TAIL_CHARS else text

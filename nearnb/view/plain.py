@@ -17,6 +17,7 @@ from typing import Any
 
 from .base import Renderer
 from .bundle import RunInfo, plain_header
+from .present import present
 from .sink import Sink, default_sink
 
 
@@ -32,11 +33,12 @@ class PlainRenderer(Renderer):
         self.display_id: str | None = None
         if placeholder:
             self.display_id = f"nearnb-{uuid.uuid4().hex}"
-            text = plain_header(self.state, info) + " (running…)"
+            text = plain_header(present(self.state, info)) + " (running…)"
             self.sink.show({"text/plain": text}, {}, display_id=self.display_id)
 
-    def _render(self, *, final: bool = False) -> None:
+    def _render(self, *, final: bool = False) -> int:
         """Nothing is live in plain mode."""
+        return 0
 
     def _finalize(self, data: dict[str, Any], metadata: dict[str, Any]) -> None:
         if self.display_id is None:

@@ -19,8 +19,19 @@ import threading
 from typing import Any, TextIO
 
 from ..events import Event, delta_text
-from ..reducer import NOTICE_MESSAGE_TYPE, RunState
-from .bundle import status_label
+from ..reducer import RunState
+from .bundle import AnswerBlock, call_plain
+from .present import RunInfo, present, status_label
+
+#: Events after which finished blocks (answers, tool steps, notices) may be new.
+_BOUNDARIES = (
+    "thread.message.completed",
+    "thread.message.incomplete",
+    "thread.run.step.completed",
+    "thread.run.step.failed",
+    "thread.run.step.cancelled",
+    "thread.run.step.expired",
+)
 
 
 class TerminalRenderer:
@@ -31,6 +42,10 @@ class TerminalRenderer:
     Notices, tool calls and the optional end ``summary`` line go to
     ``status`` (stderr by default; ``None`` silences them), so ``stream`` holds
     only the answer text and can be piped.
+
+    What is printed when a message or step ends comes from
+    :func:`~nearnb.view.present.present`; only the live deltas are written
+    straight from events, because a terminal appends and cannot redraw.
     """
 
     def __init__(
@@ -46,9 +61,13 @@ class TerminalRenderer:
         self.status = status
         self.live = show_text and show_streaming_message
         self.summary = summary
+        self.info = RunInfo(show_streaming_message=self.live)
         self.state = RunState()
         self._lock = threading.Lock()
-        self._streamed: set[str | None] = set()
+        self._streamed: set[str] = set()  # keys of messages whose deltas were written
+        self._writing = False  # deltas of the current message were written
+        self._seen = 0  # timeline entries already printed
+        self._notices = 0
         self._line_open = False
         self._finished = False
 
@@ -59,40 +78,41 @@ class TerminalRenderer:
             name = event.event
             if name == "thread.message.delta":
                 self._on_delta(event.data if isinstance(event.data, dict) else {})
-            elif name in ("thread.message.completed", "thread.message.incomplete"):
-                self._on_message_end()
-            elif name == "thread.run.step.completed":
-                self._on_tools()
+            elif name in _BOUNDARIES:
+                self._print_new()
 
     def _on_delta(self, data: dict[str, Any]) -> None:
-        if not self.live:
-            return
-        text = delta_text(data)
         streaming = self.state.streaming
-        self._streamed.add(streaming.id if streaming else data.get("id"))
+        if not self.live or streaming is None or streaming.id != data.get("id"):
+            return  # not shown live, or a message of another thread
+        text = delta_text(data)
+        self._streamed.add(streaming.id or f"@{id(streaming)}")
+        self._writing = True
         if text:
             self.stream.write(text)
             self.stream.flush()
             self._line_open = not text.endswith("\n")
 
-    def _on_message_end(self) -> None:
-        message = self.state.messages[-1]
-        if message.message_type == NOTICE_MESSAGE_TYPE:
-            self._note(f"note: {message.text}")
-            return
-        if message.id in self._streamed:
-            self._end_paragraph()
-        elif message.role == "assistant" and not message.hidden:
-            self.stream.write(message.text.rstrip("\n") + "\n")
-            self._line_open = False
-            self._end_paragraph()
+    def _print_new(self) -> None:
+        """Print what finished since the last boundary, in the view model's order."""
+        vm = present(self.state, self.info, since=self._seen)
+        self._seen = vm.timeline_end
+        for notice in vm.header.notices[self._notices :]:
+            self._note(f"note: {notice}")
+        self._notices = len(vm.header.notices)
+        if self._writing and self.state.streaming is None:
+            self._end_paragraph()  # the streamed message (answer or draft) ended
+            self._writing = False
+        for block in vm.blocks:
+            if isinstance(block, AnswerBlock):
+                if block.key not in self._streamed:
+                    self.stream.write(block.text.rstrip("\n") + "\n")
+                    self._line_open = False
+                    self._end_paragraph()
+            else:
+                for call in block.calls:
+                    self._note(call_plain(call))
         self.stream.flush()
-
-    def _on_tools(self) -> None:
-        for call in self.state.tool_calls.values():
-            if call.output is not None and call.id not in self._streamed:
-                self._streamed.add(call.id)
-                self._note(f"tool {call.name}({call.arguments}) -> {call.output}")
 
     def _end_paragraph(self) -> None:
         self.stream.write("\n\n" if self._line_open else "\n")
@@ -118,9 +138,5 @@ class TerminalRenderer:
                 self._line_open = False
             self.stream.flush()
             if self.summary:
-                state = self.state
-                deltas = getattr(result, "deltas", state.deltas)
-                self._note(
-                    f"[{status_label(state.status)} · {deltas:,} deltas · "
-                    f"{state.chars:,} chars · {state.elapsed:.1f} s]"
-                )
+                vm = present(self.state, self.info, deltas=getattr(result, "deltas", None))
+                self._note(f"[{status_label(vm.status)} · {vm.counter.summary}]")

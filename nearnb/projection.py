@@ -47,6 +47,8 @@ def project(events: Iterable[Event], rows: Rows | None = None) -> Rows:
     """Fold ``events`` into the rows they imply (adding to ``rows`` if given)."""
     rows = rows if rows is not None else Rows()
     for event in events:
+        if event.event == "thread.message.delta":  # most events by far; they change no row
+            continue
         data = event.data
         if not isinstance(data, dict):
             continue

@@ -67,14 +67,7 @@ class RunLog:
             if self._closed:
                 return None
             self._seq += 1
-            event = Event.model_construct(
-                seq=self._seq,
-                event=name,
-                data=data,
-                run_id=self.run_id,
-                thread_id=self.thread_id,
-                at=self._clock(),
-            )
+            event = Event.trusted(self._seq, name, data, self.run_id, self.thread_id, self._clock())
             self.events.append(event)
             for sink in self._sinks:
                 sink.put(event)

@@ -93,13 +93,14 @@ def _put_run(db: sqlite3.Connection, run: Run) -> None:
     )
 
 
+#: ``json.dumps(..., separators=...)`` builds a new encoder per call; this is built once.
+_compact_json = json.JSONEncoder(separators=(",", ":")).encode
+
+
 def _put_events(db: sqlite3.Connection, events: list[Event]) -> None:
     db.executemany(
         "INSERT INTO events (run_id, seq, event, data, thread_id, at) VALUES (?, ?, ?, ?, ?, ?)",
-        [
-            (e.run_id, e.seq, e.event, json.dumps(e.data, separators=(",", ":")), e.thread_id, e.at)
-            for e in events
-        ],
+        [(e.run_id, e.seq, e.event, _compact_json(e.data), e.thread_id, e.at) for e in events],
     )
 
 
@@ -293,9 +294,7 @@ class Store:
             sql += " LIMIT ?"
             args += (int(limit),)
         return [
-            Event.model_construct(
-                seq=seq, event=name, data=json.loads(data), run_id=run_id, thread_id=tid, at=at
-            )
+            Event.trusted(seq, name, json.loads(data), run_id, tid, at)
             for seq, name, data, tid, at in self._query(sql, args)
         ]
 

@@ -23,6 +23,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -278,63 +279,68 @@ def _run_status(run_id: str) -> str | None:
     return row[0] if row else None
 
 
+@dataclass
+class Producer:
+    """``start_run`` of an agent that blocks, in a child process (a notebook kernel)."""
+
+    proc: subprocess.Popen[str]
+    thread_id: str
+    run_id: str
+
+    def kill(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)  # reaped: a zombie still counts as a live pid
+
+
+@pytest.fixture
+def producer(tmp_path: Path, srv: ScriptedOpenAI) -> Iterator[Producer]:
+    agent = make_agent(tmp_path / "blocker", BLOCK)
+    errors = tmp_path / "producer.err"
+    with errors.open("w") as stderr:  # the child keeps its own copy of the descriptor
+        proc = subprocess.Popen(
+            [sys.executable, "-c", PRODUCER, str(agent)],
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+        )
+    try:
+        assert proc.stdout is not None
+        started = proc.stdout.readline().split()
+        assert len(started) == 2, f"the producer did not start: {errors.read_text()}"
+        thread_id, run_id = started
+        wait_until(lambda: _run_status(run_id) == "in_progress", "the agent is running")
+        yield Producer(proc, thread_id, run_id)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
 def test_a_sigkilled_producers_run_reads_expired_over_rest_without_a_stream(
-    tmp_path: Path, srv: ScriptedOpenAI
+    producer: Producer,
 ) -> None:
-    agent = make_agent(tmp_path / "blocker", BLOCK)
-    proc = subprocess.Popen(
-        [sys.executable, "-c", PRODUCER, str(agent)],
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        thread_id, run_id = proc.stdout.readline().split()
-        wait_until(lambda: _run_status(run_id) == "in_progress", "the agent is running")
-        with running_hub() as server, httpx.Client(base_url=server.url + "/v1") as api:
-            path = f"/threads/{thread_id}/runs/{run_id}"
-            assert api.get(path).json()["status"] == "in_progress"  # alive: left alone
-            proc.send_signal(signal.SIGKILL)
-            proc.wait(10)  # reaped: a zombie still counts as a live pid
-            wait_until(lambda: api.get(path).json()["status"] == "expired", "GET says expired")
-            run = api.get(path).json()
-            assert run["last_error"]["code"] == "server_error"
-            assert str(proc.pid) in run["last_error"]["message"]
-            listed = api.get(f"/threads/{thread_id}/runs").json()["data"]
-            assert [(r["id"], r["status"]) for r in listed] == [(run_id, "expired")]
-            assert server.hub.broker.channels == {}  # nobody ever opened the stream
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
-        if proc.stdout is not None:
-            proc.stdout.close()
+    with running_hub() as server, httpx.Client(base_url=server.url + "/v1") as api:
+        path = f"/threads/{producer.thread_id}/runs/{producer.run_id}"
+        assert api.get(path).json()["status"] == "in_progress"  # alive: left alone
+        producer.kill()
+        wait_until(lambda: api.get(path).json()["status"] == "expired", "GET says expired")
+        run = api.get(path).json()
+        assert run["last_error"]["code"] == "server_error"
+        assert str(producer.proc.pid) in run["last_error"]["message"]
+        listed = api.get(f"/threads/{producer.thread_id}/runs").json()["data"]
+        assert [(r["id"], r["status"]) for r in listed] == [(producer.run_id, "expired")]
+        assert server.hub.broker.channels == {}  # nobody ever opened the stream
 
 
-def test_list_runs_expires_an_orphan_too(tmp_path: Path, srv: ScriptedOpenAI) -> None:
-    agent = make_agent(tmp_path / "blocker", BLOCK)
-    proc = subprocess.Popen(
-        [sys.executable, "-c", PRODUCER, str(agent)],
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        thread_id, run_id = proc.stdout.readline().split()
-        wait_until(lambda: _run_status(run_id) == "in_progress", "the agent is running")
-        proc.kill()
-        proc.wait(10)
-        with running_hub() as server, httpx.Client(base_url=server.url + "/v1") as api:
-            listed = api.get(f"/threads/{thread_id}/runs").json()["data"]
-            assert [r["status"] for r in listed] == ["expired"]
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
-        if proc.stdout is not None:
-            proc.stdout.close()
+def test_list_runs_expires_an_orphan_too(producer: Producer) -> None:
+    producer.kill()
+    with running_hub() as server, httpx.Client(base_url=server.url + "/v1") as api:
+        listed = api.get(f"/threads/{producer.thread_id}/runs").json()["data"]
+        assert [r["status"] for r in listed] == ["expired"]
+        assert server.hub.broker.channels == {}
 
 
 # ------------------------------------------------------------- 8: body size

@@ -21,70 +21,26 @@ so an agent always reads its own writes.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
-from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, Literal
 
-from .events import Message, Thread, new_id
-from .messages import MessageSequencer
-from .modelchoice import ModelChoice
-from .runlog import RunLog
-from .store import Store
+from .env_base import EnvBase, RunPorts
+from .env_files import FileAccessError, FilesMixin
+from .env_tools import ToolsMixin
+from .events import Message, Thread
 from .streaming import StreamHandler
-from .tools import ToolRegistry, parse_text_tool_calls, run_tool_call
 
 if TYPE_CHECKING:
     from openai.types.chat import ChatCompletion
 
     from .agents import Agent
 
-__all__ = ["Environment", "StreamHandler", "FileAccessError"]
+__all__ = ["Environment", "FileAccessError", "RunPorts", "StreamHandler"]
 
 logger = logging.getLogger("nearnb.agent")
 
 
-class FileAccessError(PermissionError):
-    """An agent asked for a file outside the folders it may use."""
-
-
-def _confined(base: Path, filename: str) -> Path:
-    """``base / filename``, refusing absolute paths and escapes (``..``, symlinks)."""
-    if not filename or Path(filename).is_absolute() or Path(filename).drive:
-        raise FileAccessError(f"refused file path {filename!r}: use a path relative to the thread")
-    base = base.resolve()
-    target = (base / filename).resolve()
-    if not target.is_relative_to(base):
-        raise FileAccessError(f"refused file path {filename!r}: it leaves the thread's files")
-    return target
-
-
-@dataclass(frozen=True)
-class RunPorts:
-    """What a run lends its environment: the log, the sequencer, model choice, the store.
-
-    ``sync`` blocks until the store holds every event emitted so far (read
-    your own writes); the orchestration provides it.
-    """
-
-    log: RunLog
-    sequencer: MessageSequencer
-    choice: ModelChoice
-    store: Store
-    sync: Callable[[], None]
-
-
-class Environment:
+class Environment(ToolsMixin, FilesMixin, EnvBase):
     """NEAR's agent environment, bound to one run of one agent."""
-
-    def __init__(self, ports: RunPorts, agent: Agent, env_vars: dict[str, str] | None = None):
-        self._ports = ports
-        self._log = ports.log
-        self._agent = agent
-        self.env_vars: dict[str, str] = {**agent.env_vars, **(env_vars or {})}
-        self._tools = ToolRegistry()
-        self._done = False
 
     # ----------------------------------------------------------------- messages
 
@@ -96,7 +52,7 @@ class Environment:
     ) -> list[Message]:
         self._ports.sync()
         return self._ports.store.list_messages(
-            thread_id or self._log.thread_id, limit=limit, order=order
+            thread_id or self._runlog.thread_id, limit=limit, order=order
         )
 
     def list_messages(
@@ -145,8 +101,8 @@ class Environment:
         thread_id: str | None = None,
         metadata: dict[str, str] | None = None,
     ) -> Message:
-        self._log.check_cancelled()
-        if isinstance(message, StreamHandler) and thread_id in (None, self._log.thread_id):
+        self._runlog.check_cancelled()
+        if isinstance(message, StreamHandler) and thread_id in (None, self._runlog.thread_id):
             return message.request_reply(attachments, message_type, metadata)
         return self._ports.sequencer.reply(
             str(message),
@@ -167,7 +123,7 @@ class Environment:
 
     def get_thread(self, thread_id: str | None = None) -> Thread:
         self._ports.sync()
-        return self._ports.store.require_thread(thread_id or self._log.thread_id)
+        return self._ports.store.require_thread(thread_id or self._runlog.thread_id)
 
     # -------------------------------------------------------------- completions
 
@@ -182,7 +138,7 @@ class Environment:
         viewers; the completion is assembled from them."""
         if stream:
             return self._stream(messages, model, kwargs).completion()
-        self._log.check_cancelled()
+        self._runlog.check_cancelled()
         choice = self._ports.choice
         resolved = choice.resolve(model)
         return resolved.provider.complete(
@@ -201,136 +157,15 @@ class Environment:
     def _stream(
         self, messages: list[dict[str, Any]], model: str, kwargs: dict[str, Any]
     ) -> StreamHandler:
-        self._log.check_cancelled()
+        self._runlog.check_cancelled()
         choice = self._ports.choice
         resolved = choice.resolve(model)
         chunks = resolved.provider.stream(
             list(messages), model=resolved.model, **choice.params(kwargs)
         )
-        return StreamHandler(self._log, self._ports.sequencer, chunks, model=resolved.label)
+        return StreamHandler(self._runlog, self._ports.sequencer, chunks, model=resolved.label)
 
-    # -------------------------------------------------------------------- tools
-
-    def get_tool_registry(self, new: bool = False) -> ToolRegistry:
-        if new:
-            self._tools = ToolRegistry()
-        return self._tools
-
-    def completion_and_get_tools_calls(
-        self, messages: list[dict[str, Any]], model: str = "", **kwargs: Any
-    ) -> SimpleNamespace:
-        """``SimpleNamespace(message=<text>, tool_calls=[...])`` without running them."""
-        response = self.completions(messages, model, **kwargs)
-        text, calls = _tool_calls_of(response)
-        return SimpleNamespace(message=text, tool_calls=calls)
-
-    def completions_and_run_tools(
-        self,
-        messages: list[dict[str, Any]],
-        model: str = "",
-        tools: list[dict[str, Any]] | None = None,
-        add_responses_to_messages: bool = True,
-        agent_role_name: str = "assistant",
-        tool_role_name: str = "tool",
-        **kwargs: Any,
-    ) -> ChatCompletion:
-        """One completion with tools, then run the tool calls it asked for.
-
-        Each call is a ``tool_calls`` run step in the event stream (created,
-        then completed with its output), so views show tools apart from the
-        answer. A tool that raises yields an ``"Error: ..."`` output. With
-        ``add_responses_to_messages`` the assistant text becomes a reply and the
-        tool exchange is appended to ``messages`` (so the next completion
-        sees the results, errors included).
-        """
-        tools = tools if tools is not None else self._tools.get_all_tool_definitions()
-        if tools:
-            kwargs["tools"] = tools
-        response = self.completions(messages, model, **kwargs)
-        text, calls = _tool_calls_of(response)
-        if add_responses_to_messages and text:
-            self.add_reply(text)
-        if not calls:
-            return response
-        outputs = self._ports.sequencer.tool_step(
-            calls, lambda name, args: run_tool_call(self._tools, name, args)
-        )
-        if add_responses_to_messages:
-            messages.append({"role": agent_role_name, "content": text or "", "tool_calls": calls})
-            for call, output in zip(calls, outputs, strict=True):
-                messages.append(
-                    {"role": tool_role_name, "tool_call_id": call["id"], "content": output}
-                )
-        return response
-
-    def completion_and_run_tools(
-        self,
-        messages: list[dict[str, Any]],
-        model: str = "",
-        tools: list[dict[str, Any]] | None = None,
-        **kwargs: Any,
-    ) -> str | None:
-        response = self.completions_and_run_tools(messages, model, tools, **kwargs)
-        return response.choices[0].message.content
-
-    # -------------------------------------------------------------------- files
-
-    def _files(self) -> Path:
-        return self._ports.store.thread_dir(self._log.thread_id)
-
-    def write_file(
-        self,
-        filename: str,
-        content: str | bytes,
-        encoding: str = "utf-8",
-        filetype: str = "text/plain",
-        write_to_disk: bool = True,
-        logging: bool = True,
-    ) -> Path:
-        """Write a thread file; like NEAR, note it with a hidden output-file message."""
-        target = _confined(self._files(), filename)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        data = content.encode(encoding) if isinstance(content, str) else content
-        target.write_bytes(data)
-        if logging:
-            self.add_reply(f"Output file: {filename}", message_type="system:output_file")
-        return target
-
-    def read_file(self, filename: str, decode: str | None = "utf-8") -> str | bytes | None:
-        """A thread file, else a file shipped in the agent folder; None if neither."""
-        for base in (self._files(), self._agent.path):
-            target = _confined(base, filename)
-            if target.is_file():
-                data = target.read_bytes()
-                return data.decode(decode) if decode else data
-        return None
-
-    def list_files(self, path: str = ".", order: Literal["asc", "desc"] = "asc") -> list[str]:
-        folder = _confined(self._files(), path)
-        names = (
-            sorted((p.name for p in folder.iterdir()), reverse=order == "desc")
-            if folder.is_dir()
-            else []
-        )
-        return names
-
-    def get_agent_temp_path(self) -> Path:
-        return self._files()
-
-    # --------------------------------------------------------------- logs, misc
-
-    def add_system_log(self, log: str, level: int = logging.INFO) -> None:
-        self._log("system_log.txt", "system", log, level)
-
-    def add_agent_log(self, log: str, level: int = logging.INFO) -> None:
-        self._log("agent_log.txt", "agent", log, level)
-
-    def _log(self, filename: str, kind: str, log: str, level: int) -> None:
-        logger.log(level, "[%s] %s", kind, log)
-        with (self._files() / filename).open("a", encoding="utf-8") as fh:
-            fh.write(f"{logging.getLevelName(level)} {log}\n")
-        if self.env_vars.get("DEBUG", "").lower() in ("1", "true", "yes"):
-            self.add_reply(log, message_type=f"{kind}:log")
+    # --------------------------------------------------------------------- misc
 
     def mark_done(self) -> None:
         """Accepted for compatibility: a run completes when ``agent.py`` returns."""
@@ -347,33 +182,3 @@ class Environment:
 
     def get_agents(self) -> list[Agent]:
         return [self._agent]
-
-    @property
-    def thread_id(self) -> str:
-        return self._log.thread_id
-
-    @property
-    def run_id(self) -> str:
-        return self._log.run_id
-
-
-def _tool_calls_of(response: ChatCompletion) -> tuple[str, list[dict[str, Any]]]:
-    """Text and tool calls of a completion, from ``tool_calls`` or from text tags."""
-    message = response.choices[0].message
-    text = message.content or ""
-    if message.tool_calls:
-        calls = [
-            {
-                "id": call.id,
-                "type": "function",
-                "function": {"name": call.function.name, "arguments": call.function.arguments},
-            }
-            for call in message.tool_calls
-        ]
-        return text, calls
-    text, parsed = parse_text_tool_calls(text)
-    calls = [
-        {"id": new_id("call"), "type": "function", "function": {"name": n, "arguments": a}}
-        for n, a in parsed
-    ]
-    return text, calls

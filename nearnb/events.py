@@ -345,25 +345,11 @@ class Event(BaseModel):
     def trusted(
         cls, seq: int, event: str, data: Any, run_id: str, thread_id: str, at: float
     ) -> Event:
-        """An Event from values the caller vouches for: no validation, no defaults.
-
-        What ``model_construct`` does, minus its per-field bookkeeping: a run
-        makes one Event per streamed chunk, and ``model_construct`` alone cost
-        more than a fifth of the whole pipeline (20 µs an event).
-        """
+        """An Event from trusted values: ``model_construct`` minus its per-field
+        bookkeeping (2.5x cheaper; a run makes one Event per streamed chunk)."""
         obj = cls.__new__(cls)
-        object.__setattr__(
-            obj,
-            "__dict__",
-            {
-                "seq": seq,
-                "event": event,
-                "data": data,
-                "run_id": run_id,
-                "thread_id": thread_id,
-                "at": at,
-            },
-        )
+        fields = {"seq": seq, "event": event, "data": data, "run_id": run_id}
+        object.__setattr__(obj, "__dict__", {**fields, "thread_id": thread_id, "at": at})
         object.__setattr__(obj, "__pydantic_fields_set__", set(_ALL_EVENT_FIELDS))
         object.__setattr__(obj, "__pydantic_extra__", None)
         object.__setattr__(obj, "__pydantic_private__", None)

@@ -252,3 +252,23 @@ def test_tools_run_as_run_steps_and_errors_become_results(
         if e.event == "thread.run.step.completed"
     ]
     assert outputs == ["5", "Error: RuntimeError: bad tool"]
+
+
+def test_logs_go_to_thread_files_and_with_debug_to_hidden_messages(
+    srv: ScriptedOpenAI, tmp_path: Path
+) -> None:
+    code = (
+        "env.add_system_log('sys line')\n"
+        "env.add_agent_log('agent line')\n"
+        "env.add_reply(repr([m['content'] for m in env.list_messages()]))\n"
+    )
+    agent = make_agent(tmp_path / "logs", code)
+    store = Store()
+    result = run_agent(agent, "hi", store=store, env_vars={"DEBUG": "true"})
+    assert result.status == "completed", result.traceback
+    files = store.thread_dir(result.thread_id)
+    assert (files / "system_log.txt").read_text() == "INFO sys line\n"
+    assert (files / "agent_log.txt").read_text() == "INFO agent line\n"
+    stored = store.list_messages(result.thread_id)
+    assert [m.message_type for m in stored if m.hidden] == ["system:log", "agent:log"]
+    assert result.messages[-1].text == repr(["hi"])  # logs are hidden from the agent

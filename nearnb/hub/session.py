@@ -47,7 +47,6 @@ import contextlib
 import json
 import logging
 import random
-import re
 import time
 from typing import Any
 
@@ -55,7 +54,32 @@ import httpx
 
 from ..events import TERMINAL_EVENTS, TERMINAL_STATUSES, Event, Message
 from ..reducer import RunState
+from .attach_errors import (
+    _STREAM_PATH,
+    AttachError,
+    ConnectionLost,
+    IdleTimeout,
+    RunNotFound,
+    StreamProtocolError,
+    StreamTooLarge,
+    Unauthorized,
+    stream_url,
+    timed_url,
+)
 from .sse import RETRY_MS, FrameBounds, SSEProtocolError, read_frame
+
+__all__ = [
+    "AttachError",
+    "ConnectionLost",
+    "IdleTimeout",
+    "RunNotFound",
+    "Session",
+    "StreamProtocolError",
+    "StreamTooLarge",
+    "Unauthorized",
+    "stream_url",
+    "timed_url",
+]
 
 log = logging.getLogger("nearnb.hub.client")
 
@@ -67,75 +91,6 @@ IDLE_TIMEOUT = 60.0
 #: Run statuses after which a run never changes (``requires_action`` waits for tool outputs).
 ENDED = TERMINAL_STATUSES - {"requires_action"}
 _MESSAGE_ENDS = ("thread.message.completed", "thread.message.incomplete")
-_STREAM_PATH = re.compile(r"/threads/(?P<tid>[^/?#]+)/stream/(?P<rid>[^/?#]+)/?$")
-
-
-class AttachError(RuntimeError):
-    """Attaching failed. ``result`` is the RunResult of what arrived; ``status`` the HTTP status."""
-
-    def __init__(self, message: str, *, result: Any = None, status: int | None = None) -> None:
-        super().__init__(message)
-        self.result = result
-        self.status = status
-
-
-class Unauthorized(AttachError):
-    """401/403: the hub wants a (different) token."""
-
-
-class RunNotFound(AttachError):
-    """404 (or 410: the run's event log has expired)."""
-
-
-class StreamProtocolError(AttachError):
-    """The hub answered, but not with a valid event stream."""
-
-
-class StreamTooLarge(StreamProtocolError):
-    """A line or an event outgrew its limit. ``limit`` names it (``"max_line_bytes"`` or
-    ``"max_event_bytes"``); ``size`` is how many bytes it had reached."""
-
-    def __init__(self, message: str, *, limit: str, size: int, result: Any = None) -> None:
-        super().__init__(message, result=result)
-        self.limit = limit
-        self.size = size
-
-
-class ConnectionLost(AttachError):
-    """The stream kept failing after every retry."""
-
-
-class IdleTimeout(ConnectionLost):
-    """No new event for ``idle_timeout`` s on every retry (bytes and keepalives don't count)."""
-
-
-def stream_url(
-    url: str, thread_id: str | None = None, run_id: str | None = None
-) -> tuple[str, str, str]:
-    """``(full stream url, thread id, run id)`` from a stream URL or a hub URL plus ids."""
-    parts = httpx.URL(url)
-    match = _STREAM_PATH.search(parts.path)
-    if match:
-        tid, rid = match["tid"], match["rid"]
-        if (thread_id and thread_id != tid) or (run_id and run_id != rid):
-            raise ValueError(f"{url} names thread {tid} / run {rid}, not {thread_id} / {run_id}")
-        return url, tid, rid
-    if not thread_id or not run_id:
-        raise ValueError(
-            f"{url} is not a .../threads/<thread>/stream/<run> URL; pass thread_id= and run_id="
-        )
-    base = str(parts.copy_with(query=None, fragment=None)).rstrip("/")
-    if not base.endswith("/v1"):
-        base += "/v1"
-    return f"{base}/threads/{thread_id}/stream/{run_id}", thread_id, run_id
-
-
-def timed_url(url: str) -> str:
-    """``url`` asking for the events' emit times (``timing=1``), its other parameters kept."""
-    return str(httpx.URL(url).copy_set_param("timing", "1"))
-
-
-# ------------------------------------------------------------------ session
 
 
 class Session:

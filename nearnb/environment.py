@@ -23,7 +23,10 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any, Literal
 
+from .env_agents import AgentsMixin
 from .env_base import EnvBase, RunPorts
+from .env_compat import CompatMixin
+from .env_data import DataMixin
 from .env_files import FileAccessError, FilesMixin
 from .env_tools import ToolsMixin
 from .events import Message, Thread
@@ -39,7 +42,7 @@ __all__ = ["Environment", "FileAccessError", "RunPorts", "StreamHandler"]
 logger = logging.getLogger("nearnb.agent")
 
 
-class Environment(ToolsMixin, FilesMixin, EnvBase):
+class Environment(AgentsMixin, DataMixin, CompatMixin, ToolsMixin, FilesMixin, EnvBase):
     """NEAR's agent environment, bound to one run of one agent."""
 
     # ----------------------------------------------------------------- messages

@@ -1,4 +1,4 @@
-"""Agents calling agents: run_agent, get_agents, set_next_actor and friends (part of the ``env`` object)."""
+"""The ``env`` object's agents calling agents: run_agent, get_agents, set_next_actor."""
 
 from __future__ import annotations
 

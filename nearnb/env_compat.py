@@ -1,4 +1,4 @@
-"""NEAR's older call forms, its client attributes, and honest refusals for what cannot exist here (part of the ``env`` object)."""
+"""The ``env`` object's older NEAR call forms, client attributes and honest refusals."""
 
 from __future__ import annotations
 
@@ -6,4 +6,4 @@ from .env_base import EnvBase
 
 
 class CompatMixin(EnvBase):
-    """NEAR's older call forms, its client attributes, and honest refusals for what cannot exist here."""
+    """Old call forms, client attributes, and refusals for what cannot exist here."""

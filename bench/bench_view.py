@@ -1,29 +1,25 @@
-"""View cost of a 20,000-delta stream: nearnb's widget view vs a naive one.
+"""View cost: nearnb's widget view vs a naive one, per event mix and per delta rate.
 
     python bench/bench_view.py [--deltas 20000] [--rates 100,1000,10000]
 
-The same synthetic answer (Markdown paragraphs, ~4 chars a delta like a
-tokenizer's) is fed as events with an injected clock at several delivery
-rates, to
+Two parts, both measured in full in the same run (nothing extrapolated):
 
-* ``nearnb``: the real :class:`~nearnb.view.widget.WidgetRenderer` (throttled,
-  frozen Markdown blocks, live tail only), and
-* ``naive``: one ``HTML`` widget whose value (text so far + counter) is set
-  on every delta - what a first implementation does.
+1. **Every event mix** (:mod:`nearnb.view.mixes`): one long message, 300
+   short messages in one second, streamed tool steps, a flood of notices, a
+   run that fails mid-stream. For each, the worst one-second window of view
+   refreshes and of comm messages on the wire (targets: <= 20 and <= 100),
+   whether the final view is exact, and the same for a naive view.
+2. **A long stream at several delivery rates**: bytes sent vs the answer's
+   size (O(n) for nearnb, O(n^2) naive).
 
-Widgets get recording comms (:mod:`nearnb.view.testing`), so every message
-that would reach the frontend is counted; bytes are the JSON of each
-message's ``data`` (the Jupyter envelope adds ~0.5 kB per message on top,
-which is why message counts are printed too). Updates/s is view refreshes
-per second of stream time, and the busiest 1-second window.
-
-Targets (issue 3): <= 20 updates/s; bytes within 3x of the final text size.
-The first holds at every rate. Bytes grow O(n) (doubling the stream doubles
-them; naive grows 4x), but a refresh costs about the same whatever the rate
-(counter ~0.15 kB, live tail <= a paragraph), so a slow stream pays ~10 kB
-per second of stream on top of its text: the 3x ratio holds for fast streams
-(>= ~2,000 deltas/s), not for the embedded model's ~100/s, where the cost
-is ~10 kB/s - O(duration), never O(n^2). The exit status checks the rate.
+``nearnb`` is the real :class:`~nearnb.view.widget.WidgetRenderer`; ``naive``
+is one ``HTML`` widget whose value (everything so far + a counter) is set on
+every event - what a first implementation does. Widgets get recording comms
+(:mod:`nearnb.view.testing`), so every message that would reach the frontend
+(open, update, close) is counted at the manual clock's time; bytes are the
+JSON of each message's ``data`` (the Jupyter envelope adds ~0.5 kB a message,
+which is why message counts matter as much). The exit status is non-zero if
+a bound is missed or a final view is not exact.
 """
 
 from __future__ import annotations
@@ -40,16 +36,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import ipywidgets as widgets  # noqa: E402
 
+from nearnb.events import delta_text  # noqa: E402
+from nearnb.reducer import reduce  # noqa: E402
 from nearnb.view import RunInfo  # noqa: E402
+from nearnb.view.bundle import final_bundle  # noqa: E402
+from nearnb.view.mixes import MIXES, Timed, TimedFactory, play  # noqa: E402
 from nearnb.view.sink import RecordingSink  # noqa: E402
-from nearnb.view.testing import (  # noqa: E402
-    EventFactory,
-    ManualClock,
-    busiest_second,
-    feed_paced,
-    recording_comms,
-)
+from nearnb.view.testing import ManualClock, busiest_second, recording_comms  # noqa: E402
 from nearnb.view.widget import WidgetRenderer  # noqa: E402
+
+MAX_REFRESHES, MAX_MESSAGES = 20, 100
+INFO = RunInfo(agent_name="bench", model="local::smollm2")
 
 WORDS = (
     "virtue", "knowledge", "soul", "justice", "city", "citizen", "reason", "wisdom", "courage",
@@ -73,103 +70,158 @@ def synthetic_chunks(n: int, seed: int = 7) -> list[str]:
     return chunks[:n]
 
 
+def timed_stream(chunks: list[str], rate: float) -> Timed:
+    """One streamed answer, a delta every ``1/rate`` seconds."""
+    f = TimedFactory()
+    f.start()
+    msg_id, _ = f.message_created()
+    for i, chunk in enumerate(chunks):
+        f.at(i / rate).delta(msg_id, chunk)
+    f.at(len(chunks) / rate).message_done(msg_id, "".join(chunks))
+    f.end()
+    return f.timed
+
+
 @dataclass
 class Result:
     name: str
-    text_chars: int
-    duration: float
-    updates: int
-    peak_updates: int
+    refreshes: int
+    peak_refreshes: int
     messages: int
+    peak_messages: int
     bytes: int
     cpu: float
-
-    def row(self) -> str:
-        rate = self.updates / self.duration if self.duration else float(self.updates)
-        return (
-            f"{self.name:>7} | {rate:8.1f} | {self.peak_updates:8d} | {self.messages:9,d} | "
-            f"{self.bytes:14,d} | {self.bytes / self.text_chars:8.2f}x | {self.cpu:6.2f} s"
-        )
+    exact: bool | None = None  # None: not checked (the naive view has no final bundle)
+    latency: float = 0.0
 
 
-def run_nearnb(chunks: list[str], rate: float) -> Result:
-    clock = ManualClock()
-    with recording_comms(clock) as log:
-        factory = EventFactory(clock=clock)
-        view = WidgetRenderer(
-            RunInfo(agent_name="bench", model="local::smollm2"),
-            sink=RecordingSink(),
-            clock=clock,
-            autoflush=False,
-        )
-        log.clear()  # count only the stream, not building the empty view
+def run_nearnb(timed: Timed) -> Result:
+    clock, sink = ManualClock(), RecordingSink()
+    with recording_comms(clock, keep=False) as wire:
         started = time.process_time()
-        events = [*factory.start(), *factory.streamed_message(chunks), *factory.end()]
-        refreshes = feed_paced(view, clock, events, rate=rate)
-        view.finish()
+        view = WidgetRenderer(INFO, sink=sink, clock=clock, autoflush=False)
+        played = play(view, clock, timed)
         cpu = time.process_time() - started
-    duration = len(chunks) / rate
+    exact = sink.final == [final_bundle(reduce(e for _, e in timed), INFO)]
     return Result(
         "nearnb",
-        len("".join(chunks)),
-        duration,
-        len(refreshes),
-        busiest_second(refreshes),
-        log.count(),
-        log.bytes,
+        len(played.refreshes),
+        busiest_second(played.refreshes),
+        wire.count(),
+        busiest_second(wire.times),
+        wire.bytes,
+        cpu,
+        exact,
+        played.latency,
+    )
+
+
+def run_naive(timed: Timed) -> Result:
+    """Re-render everything into one HTML widget on every event."""
+    clock = ManualClock()
+    with recording_comms(clock, keep=False) as wire:
+        started = time.process_time()
+        view = widgets.HTML()
+        done: list[str] = []
+        current, deltas, times = "", 0, []
+        for t, event in timed:
+            clock.now = t
+            data = event.data if isinstance(event.data, dict) else {}
+            if event.event == "thread.message.delta":
+                deltas += 1
+                current += delta_text(data)
+            elif event.event in ("thread.message.completed", "thread.message.incomplete"):
+                done.append(current)
+                current = ""
+            elif event.event == "thread.run.step.delta":
+                current += str(data.get("delta", ""))[:40]
+            view.value = (
+                f"<b>{deltas} deltas</b> {event.event}<pre>"
+                f"{html.escape(''.join(done) + current)}</pre>"
+            )
+            times.append(t)
+        view.close()
+        cpu = time.process_time() - started
+    return Result(
+        "naive",
+        len(times),
+        busiest_second(times),
+        wire.count(),
+        busiest_second(wire.times),
+        wire.bytes,
         cpu,
     )
 
 
-def run_naive(chunks: list[str], rate: float, limit: int | None = None) -> Result:
-    """Per-delta full-value updates. ``limit`` extrapolates the O(n^2) bytes
-    from the first ``limit`` deltas when the full run would take too long."""
-    with recording_comms() as log:
-        view = widgets.HTML()
-        log.clear()
-        text = ""
-        started = time.process_time()
-        for i, chunk in enumerate(chunks[:limit] if limit else chunks, 1):
-            text += chunk
-            view.value = f"<b>{i} deltas</b><pre>{html.escape(text)}</pre>"
-        cpu = time.process_time() - started
-    full = "".join(chunks)
-    sent = log.bytes
-    if limit and limit < len(chunks):  # bytes grow with the square of the position
-        sent = int(sent * (len(chunks) / limit) ** 2)
-    peak = min(len(chunks), round(rate))  # one update per delta
-    return Result("naive", len(full), len(chunks) / rate, len(chunks), peak, len(chunks), sent, cpu)
+def _exact(result: Result) -> str:
+    return "-" if result.exact is None else ("yes" if result.exact else "NO")
+
+
+def mixes_part() -> bool:
+    print("Worst one-second window, per event mix (targets: <= 20 refreshes, <= 100 messages)")
+    print(
+        f"{'mix':<20} {'view':>6} | {'events':>6} | {'refr/s':>6} | {'msgs/s':>6} | "
+        f"{'messages':>8} | {'bytes':>11} | {'cpu':>6} | exact"
+    )
+    ok = True
+    for name, make in MIXES.items():
+        timed = make()
+        ours, naive = run_nearnb(timed), run_naive(timed)
+        for result, label in ((ours, name), (naive, "")):
+            print(
+                f"{label:<20} {result.name:>6} | {len(timed):6,d} | {result.peak_refreshes:6d} | "
+                f"{result.peak_messages:6d} | {result.messages:8,d} | {result.bytes:11,d} | "
+                f"{result.cpu:5.2f}s | {_exact(result)}"
+            )
+        print(
+            f"{'':<20} ratios: {naive.peak_refreshes / ours.peak_refreshes:,.0f}x fewer refreshes "
+            f"and {naive.peak_messages / ours.peak_messages:,.0f}x fewer messages in the worst "
+            f"second, {naive.bytes / ours.bytes:,.1f}x fewer bytes; slowest boundary shown "
+            f"after {ours.latency * 1000:.0f} ms"
+        )
+        ok &= bool(ours.exact) and ours.peak_refreshes <= MAX_REFRESHES
+        ok &= ours.peak_messages <= MAX_MESSAGES
+    return ok
+
+
+def rates_part(deltas: int, rates: list[float]) -> bool:
+    chunks = synthetic_chunks(deltas)
+    text_chars = len("".join(chunks))
+    print(f"\nOne answer of {deltas:,} deltas ({text_chars:,} chars) at several delivery rates")
+    print(
+        f"{'rate':>8} {'view':>6} | {'refr/s':>6} | {'msgs/s':>6} | {'messages':>8} | "
+        f"{'bytes':>13} | {'vs text':>8} | {'cpu':>6}"
+    )
+    ok = True
+    for rate in rates:
+        timed = timed_stream(chunks, rate)
+        ours, naive = run_nearnb(timed), run_naive(timed)
+        for result, label in ((ours, f"{rate:,.0f}/s"), (naive, "")):
+            print(
+                f"{label:>8} {result.name:>6} | {result.peak_refreshes:6d} | "
+                f"{result.peak_messages:6d} | {result.messages:8,d} | {result.bytes:13,d} | "
+                f"{result.bytes / text_chars:7.2f}x | {result.cpu:5.2f}s"
+            )
+        print(
+            f"{'':>8} ratios: {naive.bytes / ours.bytes:,.0f}x fewer bytes, "
+            f"{naive.messages / ours.messages:,.0f}x fewer messages; nearnb "
+            f"{ours.bytes / (deltas / rate) / 1000:,.1f} kB per second of stream"
+        )
+        ok &= bool(ours.exact) and ours.peak_refreshes <= MAX_REFRESHES
+        ok &= ours.peak_messages <= MAX_MESSAGES
+    return ok
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--deltas", type=int, default=20_000)
     parser.add_argument(
-        "--rates", default="100,1000,2000,10000", help="delivery rates to test, deltas per second"
+        "--rates", default="100,1000,10000", help="delivery rates to test, deltas per second"
     )
     args = parser.parse_args(argv)
-    chunks = synthetic_chunks(args.deltas)
-    text_chars = len("".join(chunks))
-    print(f"{args.deltas:,} deltas, final text {text_chars:,} chars")
-    header = "   view | upd/s    | peak/1s  | messages  |     bytes sent | vs text  | cpu"
-    ok = True
-    for rate in (float(r) for r in args.rates.split(",")):
-        print(f"\n-- {rate:,.0f} deltas/s ({args.deltas / rate:,.0f} s of stream)")
-        print(header)
-        ours = run_nearnb(chunks, rate)
-        naive = run_naive(chunks, rate, limit=4000)
-        print(ours.row())
-        print(naive.row() + "  (bytes extrapolated from 4,000 deltas)")
-        rate_ok = ours.peak_updates <= 20
-        bytes_ok = ours.bytes <= 3 * ours.text_chars
-        print(
-            f"  nearnb: {ours.bytes / ours.duration / 1000:,.1f} kB/s of stream; "
-            f"{naive.bytes / ours.bytes:,.0f}x fewer bytes and "
-            f"{naive.messages / ours.messages:,.0f}x fewer messages than naive; "
-            f"targets: <=20 updates/s {'met' if rate_ok else 'MISSED'}, "
-            f"bytes <=3x text {'met' if bytes_ok else 'missed'}"
-        )
-        ok &= ours.peak_updates <= 20
+    ok = mixes_part()
+    ok &= rates_part(args.deltas, [float(r) for r in args.rates.split(",")])
+    print("\nall bounds met, every final view exact" if ok else "\nA BOUND WAS MISSED")
     return 0 if ok else 1
 
 

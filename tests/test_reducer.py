@@ -211,3 +211,160 @@ def test_long_stream_accumulates_in_linear_time() -> None:
         state.apply(event)
         _ = state.streaming.text if event.seq % 1000 == 0 else None
     assert state.streaming is not None and len(state.streaming.text) == 20000
+
+
+# ------------------------------------------------------------------ tool steps
+
+
+def step_object(status: str, calls: list[dict], step_id: str = "step_1") -> dict:
+    return {
+        "id": step_id,
+        "object": "thread.run.step",
+        "type": "tool_calls",
+        "status": status,
+        "step_details": {"type": "tool_calls", "tool_calls": calls},
+    }
+
+
+def call(name: str, arguments: str, output: str | None = None, call_id: str = "call_1") -> dict:
+    return {
+        "id": call_id,
+        "type": "function",
+        "function": {"name": name, "arguments": arguments, "output": output},
+    }
+
+
+def step_delta(index: int, step_id: str = "step_1", **fragment: object) -> dict:
+    return {
+        "id": step_id,
+        "object": "thread.run.step.delta",
+        "delta": {
+            "step_details": {"type": "tool_calls", "tool_calls": [{"index": index, **fragment}]}
+        },
+    }
+
+
+def streamed_tool_step() -> list[Event]:
+    """OpenAI's order: created (no calls yet), in_progress, name/arguments
+    fragments (two calls), completed with the outputs."""
+    return [
+        ev(1, "thread.run.created", {"id": "run_x", "status": "queued"}),
+        ev(2, "thread.run.step.created", step_object("in_progress", [])),
+        ev(3, "thread.run.step.in_progress", step_object("in_progress", [])),
+        ev(
+            4,
+            "thread.run.step.delta",
+            step_delta(0, id="call_1", type="function", function={"name": "ad"}),
+        ),
+        ev(5, "thread.run.step.delta", step_delta(0, function={"name": "d", "arguments": '{"a"'})),
+        ev(6, "thread.run.step.delta", step_delta(0, function={"arguments": ": 1}"})),
+        ev(
+            7,
+            "thread.run.step.delta",
+            step_delta(1, id="call_2", function={"name": "neg", "arguments": "{}"}),
+        ),
+        ev(
+            8,
+            "thread.run.step.completed",
+            step_object(
+                "completed", [call("add", '{"a": 1}', "1"), call("neg", "{}", "-0", "call_2")]
+            ),
+        ),
+        ev(9, "thread.message.created", msg("msg_a", "", "in_progress")),
+        ev(10, "thread.message.delta", message_delta("msg_a", "One.")),
+        ev(11, "thread.message.completed", msg("msg_a", "One.")),
+    ]
+
+
+def test_streamed_tool_calls_accumulate_apart_from_the_answer() -> None:
+    events = streamed_tool_step()
+    state = reduce(events[:7])
+    (step,) = state.steps
+    assert step.status == "in_progress" and not step.ended
+    assert [(c.id, c.name, c.arguments, c.output) for c in step.calls] == [
+        ("call_1", "add", '{"a": 1}', None),
+        ("call_2", "neg", "{}", None),
+    ]
+    assert state.timeline == [] and state.deltas == 0  # tool fragments are not answer deltas
+    reduce(events[7:], state)
+    assert step.status == "completed" and [c.output for c in step.calls] == ["1", "-0"]
+    assert [type(item).__name__ for item in state.timeline] == ["StepState", "MessageState"]
+    assert [m.text for m in state.answers] == ["One."] and state.chars == 4
+    assert state.tool_calls["call_2"].step_status == "completed"
+
+
+def test_tool_steps_are_idempotent_when_resent() -> None:
+    events = streamed_tool_step()
+    once = reduce(events)
+    twice = reduce(events)
+    reduce(events[2:9], twice)  # a resumed stream resends events already applied
+    assert [(c.name, c.arguments, c.output) for c in twice.steps[0].calls] == [
+        (c.name, c.arguments, c.output) for c in once.steps[0].calls
+    ]
+    assert len(twice.timeline) == len(once.timeline) == 2
+
+
+def test_whole_step_objects_replace_and_never_reopen() -> None:
+    """Unnumbered events (seq 0) are not deduplicated, so whole objects must
+    be safe to apply twice, and a late in_progress must not reopen a step."""
+    done = step_object("completed", [call("add", "{}", "3")])
+    state = reduce(
+        [
+            ev(0, "thread.run.step.completed", done),
+            ev(0, "thread.run.step.completed", done),
+            ev(0, "thread.run.step.in_progress", step_object("in_progress", [call("add", "{}")])),
+        ]
+    )
+    (step,) = state.steps
+    assert step.status == "completed" and step.calls[0].output == "3"
+    assert step.calls[0].arguments == "{}" and len(state.timeline) == 1
+
+
+def test_a_failed_step_keeps_its_error_and_message_steps_are_ignored() -> None:
+    failed = {**step_object("failed", [call("add", "{}")]), "last_error": {"message": "boom"}}
+    creation = {
+        "id": "step_m",
+        "type": "message_creation",
+        "step_details": {"type": "message_creation", "message_creation": {"message_id": "m"}},
+    }
+    state = reduce(
+        [ev(1, "thread.run.step.completed", creation), ev(2, "thread.run.step.failed", failed)]
+    )
+    (step,) = state.steps
+    assert step.status == "failed" and step.last_error == "boom"
+
+
+# --------------------------------------------------------------- other threads
+
+
+def test_messages_of_another_thread_are_counted_but_not_shown() -> None:
+    """An agent may reply to another thread; that reply is not this run's answer."""
+    other = {**msg("msg_o", "", "in_progress"), "thread_id": "thread_other"}
+    events = [
+        ev(1, "thread.message.created", other),
+        ev(2, "thread.message.delta", message_delta("msg_o", "elsewhere")),
+        ev(
+            3,
+            "thread.message.completed",
+            {**msg("msg_o", "elsewhere"), "thread_id": "thread_other"},
+        ),
+        ev(4, "thread.message.created", msg("msg_a", "", "in_progress")),
+        ev(5, "thread.message.delta", message_delta("msg_a", "here")),
+    ]
+    state = reduce(events[:2])
+    assert state.streaming is None
+    reduce(events[2:], state)
+    assert state.streaming is not None and state.streaming.text == "here"
+    reduce([ev(6, "thread.message.completed", msg("msg_a", "here"))], state)
+    assert [m.text for m in state.answers] == ["here"] and state.timeline == state.messages
+    assert state.foreign_messages == 1 and state.deltas == 2
+
+
+def test_a_foreign_message_whose_deltas_came_first_is_dropped_on_completion() -> None:
+    state = reduce(
+        [
+            ev(1, "thread.message.delta", message_delta("msg_o", "elsewhere")),
+            ev(2, "thread.message.completed", {**msg("msg_o", "elsewhere"), "thread_id": "t2"}),
+        ]
+    )
+    assert state.streaming is None and state.messages == [] and state.answers == []

@@ -394,3 +394,35 @@ def test_trailing_changes_are_flushed_by_the_timer_thread() -> None:
             threading.Event().wait(0.01)
         assert view._live.tail.value == "one two"
         view.finish()
+
+
+# ------------------------------------------------------------------ tool steps
+
+
+def test_tool_steps_show_apart_from_the_answer(clock: ManualClock, wire: WireLog) -> None:
+    """A running step is a live row (re-sent, clipped); once finished it is a
+    static block in the transcript, between the answers around it."""
+    from nearnb.view.mixes import TimedFactory
+
+    view = make_view(clock)
+    f = TimedFactory()
+    f.start()
+    f.streamed_message(["Let me ", "add."])
+    f.step("thread.run.step.created", "step_1", "in_progress", [])
+    f.step_delta("step_1", 0, name="add")
+    f.step_delta("step_1", 0, arguments='{"a": 1}')
+    feed(view, clock, [e for _, e in f.timed])
+    assert "🔧 <code>add({&quot;a&quot;: 1})</code> → …" in view.tools.value
+    assert markdown_children(wire) == ["Let me add."]
+    f.timed.clear()
+    call = {
+        "id": "call_1",
+        "type": "function",
+        "function": {"name": "add", "arguments": '{"a": 1}', "output": "1"},
+    }
+    f.step("thread.run.step.completed", "step_1", "completed", [call])
+    f.streamed_message(["It is ", "1."])
+    feed(view, clock, [e for _, e in f.timed])
+    assert view.tools.value == ""
+    assert markdown_children(wire) == ["Let me add.", '🔧 `add({"a": 1})` → 1', "It is 1."]
+    assert "🔧" not in "".join(v.get("value", "") for v in wire.updates(view.counter.comm.comm_id))

@@ -45,6 +45,10 @@ class TimedFactory(EventFactory):
         self.timed.append((self.now, event))
         return event
 
+    def streamed_message(self, chunks: list[str], **kwargs: Any) -> Any:
+        """Eager (the base class's is a generator): events are timed when made."""
+        return list(super().streamed_message(chunks, **kwargs))
+
     def at(self, t: float) -> TimedFactory:
         self.now = t
         return self

@@ -15,6 +15,7 @@ from __future__ import annotations
 import itertools
 import json
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -25,25 +26,34 @@ import comm as comm_pkg
 
 @dataclass
 class WireLog:
-    """Everything the recording comms sent, in order."""
+    """Everything the recording comms sent, in order.
+
+    With ``keep=False`` only counts, bytes and times are kept (not each
+    message's data): enough to measure a naive O(n^2) view in full, which
+    would otherwise hold gigabytes.
+    """
 
     messages: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
     clock: Callable[[], float] | None = None
     times: list[float] = field(default_factory=list)
+    keep: bool = True
+    _bytes: int = 0
+    _kinds: Counter[str] = field(default_factory=Counter)
 
     def record(self, kind: str, comm_id: str, data: dict[str, Any]) -> None:
-        self.messages.append((kind, comm_id, data))
+        if self.keep:
+            self.messages.append((kind, comm_id, data))
         self.times.append(self.clock() if self.clock else 0.0)
+        self._kinds[kind] += 1
+        self._bytes += len(json.dumps(data, ensure_ascii=False).encode("utf8"))
 
     @property
     def bytes(self) -> int:
         """Bytes of the messages' ``data`` as jupyter_client packs it (UTF-8 JSON)."""
-        return sum(
-            len(json.dumps(data, ensure_ascii=False).encode("utf8")) for _, _, data in self.messages
-        )
+        return self._bytes
 
     def count(self, kind: str | None = None) -> int:
-        return sum(1 for k, _, _ in self.messages if kind is None or k == kind)
+        return sum(self._kinds.values()) if kind is None else self._kinds[kind]
 
     def updates(self, comm_id: str | None = None) -> list[dict[str, Any]]:
         """The ``state`` of every update message (optionally for one widget)."""
@@ -56,6 +66,8 @@ class WireLog:
     def clear(self) -> None:
         self.messages.clear()
         self.times.clear()
+        self._kinds.clear()
+        self._bytes = 0
 
 
 class RecordingComm:
@@ -96,9 +108,11 @@ class RecordingComm:
 
 
 @contextmanager
-def recording_comms(clock: Callable[[], float] | None = None) -> Iterator[WireLog]:
+def recording_comms(
+    clock: Callable[[], float] | None = None, *, keep: bool = True
+) -> Iterator[WireLog]:
     """Within the block, every new widget gets a :class:`RecordingComm`."""
-    log = WireLog(clock=clock)
+    log = WireLog(clock=clock, keep=keep)
     original = comm_pkg.create_comm
     comm_pkg.create_comm = lambda **kwargs: RecordingComm(log, **kwargs)
     try:

@@ -3,6 +3,12 @@
 Every view is fed the same thing - the run's ordered :class:`~nearnb.events.Event`
 stream - and keeps its own :class:`~nearnb.reducer.RunState`. So a live local
 run, a hub's SSE stream and a replayed event list all render the same way.
+What a view shows is decided in one place, :func:`~nearnb.view.present.present`
+(state -> :class:`~nearnb.view.present.ViewModel`: header, counter line,
+status, answer and tool-step blocks, the live message, errors); each renderer
+only maps that onto its medium. Refreshes are paced by :mod:`.throttle`: at
+most 20 a second and at most 100 widget comm messages in any second, whatever
+the mix of events.
 
 The one entry point for any event source::
 
@@ -22,9 +28,10 @@ The one entry point for any event source::
 
 ``open_view`` must be called on the cell's own thread (it displays the live
 output there); after that, ``renderer(event)`` and ``finish`` may be called
-from any thread. When a notebook view finishes, its live output is replaced
-by a static bundle (``text/markdown`` + ``text/plain``, run metadata under
-``metadata["nearnb"]``) so saved notebooks show the answer.
+from any thread (a run's worker, or a view queue thread of its own). When a
+notebook view finishes, its live output is replaced by a static bundle
+(``text/markdown`` + ``text/plain``, run metadata under ``metadata["nearnb"]``)
+so saved notebooks show the answer.
 
 Modes:
 

@@ -146,7 +146,8 @@ class WidgetRenderer(Renderer):
         self._seen = 0  # timeline entries already in the transcript
         self._closing: list[widgets.Widget] = []  # closed when the budget allows
         self._render()
-        self.throttle.flushed(boundary=True, cost=kit.sent)  # every open counts too
+        self.throttle.flushed(boundary=True)
+        self.throttle.spend(kit.sent)  # every open counts, but is not a refresh's size
         self.sink.show(
             {
                 WIDGET_VIEW_MIME: {

@@ -57,6 +57,15 @@ def test_throttle_keeps_the_message_window_under_its_limit() -> None:
     assert throttle.due()
 
 
+def test_a_refresh_bigger_than_the_budget_delays_but_never_blocks() -> None:
+    clock = ManualClock()
+    throttle = Throttle(0.1, clock, max_messages=100)
+    throttle.flushed(cost=150)
+    assert not throttle.offer() and throttle.remaining() == pytest.approx(1.0)
+    clock.now = 1.0
+    assert throttle.due()
+
+
 def test_throttle_leaves_room_for_the_final_refresh() -> None:
     clock = ManualClock()
     throttle = Throttle(1 / 20, clock)

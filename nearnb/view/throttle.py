@@ -111,8 +111,10 @@ class Throttle:
 
     @property
     def refresh_cost(self) -> int:
-        """Messages set aside for one refresh: the largest seen, at least ``reserve``."""
-        return max(self.reserve, self.largest)
+        """Messages set aside for one refresh: the largest seen, at least
+        ``reserve`` - and at most the whole budget, so one huge refresh can
+        delay the next by a second but never block it for good."""
+        return min(max(self.reserve, self.largest), self.max_messages)
 
     def spare(self, *, keep: int | None = None) -> int:
         """Messages that may be sent now outside a refresh (e.g. closing old

@@ -84,7 +84,20 @@ class Agent:
     @property
     def identifier(self) -> str:
         """``local/<name>/<version>``, NEAR's namespace/name/version shape."""
-        return f"local/{self.metadata.name}/{self.metadata.version}"
+        return f"{self.namespace}/{self.metadata.name}/{self.metadata.version}"
+
+    @property
+    def namespace(self) -> str:
+        """NEAR's owner account; agents run here are all ``local``."""
+        return "local"
+
+    @property
+    def version(self) -> str:
+        return self.metadata.version
+
+    def get_full_name(self) -> str:
+        """NEAR's ``namespace/name/version``."""
+        return self.identifier
 
     @property
     def defaults(self) -> Defaults:

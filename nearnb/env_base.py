@@ -27,7 +27,9 @@ class RunPorts:
     """What a run lends its environment: the log, the sequencer, model choice, the store.
 
     ``sync`` blocks until the store holds every event emitted so far (read
-    your own writes); the orchestration provides it.
+    your own writes); ``spawn(agent_id, query, thread_mode, run_mode)`` runs
+    a child agent and returns its thread id; ``request_action`` makes the run
+    end as ``requires_action``. The orchestration provides them.
     """
 
     log: RunLog
@@ -35,6 +37,8 @@ class RunPorts:
     choice: ModelChoice
     store: Store
     sync: Callable[[], None]
+    spawn: Callable[[str, str | None, Any, Any], str]
+    request_action: Callable[[dict[str, Any]], None]
 
 
 class EnvBase:

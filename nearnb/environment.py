@@ -35,7 +35,6 @@ from .streaming import StreamHandler
 if TYPE_CHECKING:
     from openai.types.chat import ChatCompletion
 
-    from .agents import Agent
 
 __all__ = ["Environment", "FileAccessError", "RunPorts", "StreamHandler"]
 
@@ -179,9 +178,3 @@ class Environment(AgentsMixin, DataMixin, CompatMixin, ToolsMixin, FilesMixin, E
 
     def request_user_input(self) -> None:
         """Deprecated no-op in NEAR."""
-
-    def get_primary_agent(self) -> Agent:
-        return self._agent
-
-    def get_agents(self) -> list[Agent]:
-        return [self._agent]

@@ -27,6 +27,8 @@ class RunResult:
     error: str | None = None
     traceback: str | None = field(default=None, repr=False)
     notice: str | None = None
+    #: Results of the child runs this run started (``env.run_agent``), in order.
+    children: list[RunResult] = field(default_factory=list, repr=False)
 
     def __repr__(self) -> str:
         """One line (also ``Out[n]``): the view already shows the answers."""

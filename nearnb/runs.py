@@ -42,6 +42,7 @@ from typing import Any
 
 from .accumulator import Origin
 from .agents import Agent, load_agent
+from .children import run_child
 from .environment import Environment, RunPorts
 from .events import Event, Message, Run, new_id, now, text_content
 from .execution import exec_agent
@@ -89,6 +90,8 @@ class RunContext:
             agent.defaults, model=model, provider=provider, announce=self._notice
         )
         self.env: Environment | None = None
+        self.children: list[RunHandle] = []
+        self.required_action: dict[str, Any] | None = None
         self.finished = threading.Event()
         self._end_lock = threading.Lock()
         self._store_sink: QueuedSink | None = None
@@ -176,7 +179,15 @@ class RunContext:
         """Run the agent to its end. Never raises: the outcome is the run status."""
         status, error = "completed", None
         try:
-            ports = RunPorts(self.log, self.sequencer, self.choice, self.store, self.sync_store)
+            ports = RunPorts(
+                self.log,
+                self.sequencer,
+                self.choice,
+                self.store,
+                self.sync_store,
+                self._spawn,
+                self._request_action,
+            )
             self.env = Environment(ports, self.agent, env_vars)
             # Resolve first so in_progress already names the model actually used
             # (and a fallback notice precedes it).
@@ -196,6 +207,12 @@ class RunContext:
                 logger.exception("nearnb: settling streams of a %s run failed", status)
         self.finish(status, error)
 
+    def _request_action(self, action: dict[str, Any]) -> None:
+        self.required_action = action
+
+    def _spawn(self, agent_id: str, query: str | None, thread_mode: Any, run_mode: Any) -> str:
+        return run_child(self, agent_id, query, thread_mode, run_mode, start=start_run)
+
     def finish(self, status: str, error: BaseException | None = None) -> None:
         """Emit the terminal run event and ``done``; return once the store has the log."""
         with self._end_lock:
@@ -203,7 +220,10 @@ class RunContext:
                 return
             fields: dict[str, Any] = {}
             stamp = now()
-            if status == "completed":
+            if status == "completed" and self.required_action is not None:
+                status = "requires_action"  # env.request_agent_input(): NEAR's hand-over
+                fields["required_action"] = self.required_action
+            elif status == "completed":
                 fields["completed_at"] = stamp
             elif status == "cancelled":
                 fields["cancelled_at"] = stamp
@@ -283,9 +303,11 @@ class RunHandle:
         return self.result()
 
     def result(self) -> RunResult:
-        return RunResult.from_state(
+        result = RunResult.from_state(
             self._ctx.state, list(self._ctx.events), agent=self._ctx.agent.name
         )
+        result.children = [child.result() for child in self._ctx.children]
+        return result
 
     def __repr__(self) -> str:
         return f"<RunHandle {self.run_id} {self.state.status} deltas={self.state.deltas}>"
@@ -302,6 +324,7 @@ def start_run(
     on_durable: EventCallback | None = None,
     store: Store | None = None,
     env_vars: dict[str, str] | None = None,
+    parent_run_id: str | None = None,
 ) -> RunHandle:
     """Start an agent run on a worker thread and return its handle.
 
@@ -331,6 +354,8 @@ def start_run(
             )
         )
     ctx = RunContext(store=store, agent=loaded, thread_id=thread.id, model=model, provider=provider)
+    if parent_run_id:  # a child run (env.run_agent): its stream says whose
+        ctx.run.metadata["nearnb.parent_run_id"] = parent_run_id
     try:
         ctx.open([on_durable] if on_durable is not None else [])
         if on_event is not None:

@@ -158,6 +158,31 @@ class Store:
             )
         return thread
 
+    def fork_thread(self, thread_id: str, metadata: dict[str, str] | None = None) -> Thread:
+        """A new thread holding copies of ``thread_id``'s messages (NEAR's ``threads_fork``).
+
+        The copies get new ids (a message belongs to one thread) and keep
+        everything else, hidden messages included, in order; one transaction.
+        """
+        source = self.require_thread(thread_id)
+        thread = Thread(
+            id=new_id("thread"),
+            created_at=now(),
+            metadata={**source.metadata, **(metadata or {}), "nearnb.forked_from": thread_id},
+        )
+        copies = [
+            m.model_copy(update={"id": new_id("msg"), "thread_id": thread.id})
+            for m in self.list_messages(thread_id)
+        ]
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO threads (id, created_at, obj) VALUES (?, ?, ?)",
+                (thread.id, thread.created_at, thread.model_dump_json()),
+            )
+            for message in copies:
+                _put_message(db, message)
+        return thread
+
     def get_thread(self, thread_id: str) -> Thread | None:
         rows = self._query("SELECT obj FROM threads WHERE id = ?", (thread_id,))
         return Thread.model_validate_json(rows[0][0]) if rows else None

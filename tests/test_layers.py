@@ -27,7 +27,7 @@ CORE_LAYERS: list[set[str]] = [
     },
     {"nearnb.environment"},
     {"nearnb._compat", "nearnb.execution"},
-    {"nearnb.result", "nearnb.runs"},
+    {"nearnb.result", "nearnb.children", "nearnb.runs"},
 ]
 MAX_LINES = 420
 

@@ -21,6 +21,7 @@ so an agent always reads its own writes.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
 from .env_agents import AgentsMixin
@@ -31,6 +32,7 @@ from .env_files import FileAccessError, FilesMixin
 from .env_tools import ToolsMixin
 from .events import Message, Thread
 from .streaming import StreamHandler
+from .writer import ReplyWriter
 
 if TYPE_CHECKING:
     from openai.types.chat import ChatCompletion
@@ -87,30 +89,60 @@ class Environment(AgentsMixin, DataMixin, CompatMixin, ToolsMixin, FilesMixin, E
 
     def add_reply(
         self,
-        message: str | StreamHandler,
+        message: str | StreamHandler | Iterable[str],
         attachments: list[Any] | None = None,
         message_type: str | None = None,
         thread_id: str | None = None,
     ) -> Message:
-        """Store an assistant message; a :class:`StreamHandler` is drained first."""
+        """Publish an assistant message.
+
+        A :class:`StreamHandler` is drained first; an iterator (a generator)
+        or a list of strings is streamed piece by piece, like
+        :meth:`stream_reply`; anything else is ``str()``-ed, as in NEAR.
+        """
         return self._add_reply(message, attachments, message_type, thread_id)
 
     def _add_reply(
         self,
-        message: str | StreamHandler,
+        message: str | StreamHandler | Iterable[str],
         attachments: list[Any] | None = None,
         message_type: str | None = None,
         thread_id: str | None = None,
         metadata: dict[str, str] | None = None,
     ) -> Message:
         self._runlog.check_cancelled()
-        if isinstance(message, StreamHandler) and thread_id in (None, self._runlog.thread_id):
+        here = thread_id in (None, self._runlog.thread_id)
+        if isinstance(message, StreamHandler) and here:
             return message.request_reply(attachments, message_type, metadata)
+        if here and _is_text_stream(message):
+            writer = self.stream_reply(message_type, attachments, metadata)
+            return writer.write_all(message)
         return self._ports.sequencer.reply(
             str(message),
             thread_id=thread_id,
             attachments=attachments,
             message_type=message_type,
+            metadata=metadata,
+        )
+
+    def stream_reply(
+        self,
+        message_type: str | None = None,
+        attachments: list[Any] | None = None,
+        metadata: dict[str, str] | None = None,
+    ) -> ReplyWriter:
+        """A reply the agent streams itself: ``with env.stream_reply() as w: w.write(...)``.
+
+        Each non-empty ``write`` is a delta (counted, shown live when
+        ``show_streaming_message`` is on); leaving the ``with`` completes the
+        message; an exception keeps the partial text as ``incomplete``.
+        """
+        self._runlog.check_cancelled()
+        return ReplyWriter(
+            self._runlog,
+            self._ports.sequencer,
+            message_type=message_type,
+            attachments=attachments,
             metadata=metadata,
         )
 
@@ -178,3 +210,16 @@ class Environment(AgentsMixin, DataMixin, CompatMixin, ToolsMixin, FilesMixin, E
 
     def request_user_input(self) -> None:
         """Deprecated no-op in NEAR."""
+
+
+def _is_text_stream(message: object) -> bool:
+    """An iterator or iterable of pieces (a generator, a list of str), not one value.
+
+    ``str``/``bytes`` and mappings are single values (``str()`` as before);
+    anything else iterable is streamed piece by piece.
+    """
+    if isinstance(message, str | bytes | bytearray | Mapping):
+        return False
+    return isinstance(message, Iterator) or (
+        isinstance(message, Iterable) and isinstance(message, list | tuple)
+    )

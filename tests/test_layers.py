@@ -13,11 +13,12 @@ PACKAGE = Path(__file__).resolve().parents[1] / "nearnb"
 
 #: The run core, lowest first. A module may import only from its own layer or below.
 CORE_LAYERS: list[set[str]] = [
-    {"nearnb.events", "nearnb.config", "nearnb.tools"},
+    {"nearnb.events", "nearnb.config", "nearnb.tools", "nearnb.tool_text"},
+    {"nearnb.near_models"},
     {"nearnb.sinks", "nearnb.reducer", "nearnb.projection", "nearnb.accumulator"},
     {"nearnb.runlog", "nearnb.store"},
     {"nearnb.persist", "nearnb.messages", "nearnb.modelchoice", "nearnb.agents"},
-    {"nearnb.streaming", "nearnb.env_base"},
+    {"nearnb.streaming", "nearnb.env_base", "nearnb.near_clients"},
     {
         "nearnb.env_files",
         "nearnb.env_tools",

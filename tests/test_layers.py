@@ -18,7 +18,7 @@ CORE_LAYERS: list[set[str]] = [
     {"nearnb.sinks", "nearnb.reducer", "nearnb.projection", "nearnb.accumulator"},
     {"nearnb.runlog", "nearnb.store"},
     {"nearnb.persist", "nearnb.messages", "nearnb.modelchoice", "nearnb.agents"},
-    {"nearnb.streaming", "nearnb.env_base", "nearnb.near_clients"},
+    {"nearnb.streaming", "nearnb.writer", "nearnb.env_base", "nearnb.near_clients"},
     {
         "nearnb.env_files",
         "nearnb.env_tools",

@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 from typing import Any
@@ -221,7 +222,7 @@ async def create_run(request: Request) -> Response:
     def start() -> Any:
         for draft in drafts:
             hub.store.save_message(draft)
-        return start_run(
+        handle = start_run(
             agent,
             None,
             thread_id=thread.id,
@@ -230,13 +231,28 @@ async def create_run(request: Request) -> Response:
             on_durable=hub.broker.publish_threadsafe,  # published once stored: crash-exact resume
             store=hub.store,
         )
+        return handle, _stored_run(hub.store, handle.run_id)
 
-    handle = await hub.call(start)
+    handle, stored = await hub.call(start)
     hub.handles[handle.run_id] = handle
     _forget_when_done(hub, handle)
     if body.stream:
         return await open_stream(hub, handle.run_id, 0, framing, timing)
-    return JSONResponse(dump(await hub.run(thread.id, handle.run_id)))
+    return JSONResponse(dump(stored or handle.run))
+
+
+def _stored_run(store: Store, run_id: str, timeout: float = 10.0) -> Run | None:
+    """The run once the store holds it (blocking), or None after ``timeout`` seconds.
+
+    ``start_run`` returns before its events reach the store (a sink writes them
+    off the agent's thread), but a client that has the run's id must be able to
+    read it back: a ``GET`` of the run or of its stream right after this answer
+    would otherwise be a 404.
+    """
+    deadline = time.monotonic() + timeout
+    while (run := store.get_run(run_id)) is None and time.monotonic() < deadline:
+        time.sleep(0.002)
+    return run
 
 
 def _forget_when_done(hub: Hub, handle: Any) -> None:

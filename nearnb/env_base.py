@@ -70,5 +70,10 @@ class EnvBase:
     ) -> Message:
         raise NotImplementedError
 
+    def add_message(
+        self, role: str, message: str, attachments: list[Any] | None = None, **kwargs: Any
+    ) -> Message:
+        raise NotImplementedError
+
     def completions(self, messages: list[dict[str, Any]], model: str = "", **kwargs: Any) -> Any:
         raise NotImplementedError

@@ -106,7 +106,7 @@ class ToolsMixin(EnvBase):
         if add_responses_to_messages:
             for call, outcome in zip(calls, outcomes, strict=True):
                 if outcome.worth_a_message:
-                    self.add_message(  # type: ignore[attr-defined]  # Environment's
+                    self.add_message(
                         tool_role_name,
                         outcome.output,
                         tool_call_id=call.id,

@@ -164,6 +164,12 @@ class Message(_Model):
         return self.metadata.get("message_type")
 
     @property
+    def is_tool_output(self) -> bool:
+        """A tool's output stored NEAR's way (an assistant message with ``tool_call_id``):
+        the agent sees it, but it is not an answer (views show it in the tool step)."""
+        return "tool_call_id" in self.metadata
+
+    @property
     def hidden(self) -> bool:
         """True for ``system:*`` / ``agent:*`` messages that agents never see."""
         mtype = self.message_type or ""

@@ -63,6 +63,11 @@ class MessageState:
         return self.metadata.get("message_type")
 
     @property
+    def is_tool_output(self) -> bool:
+        """A tool's output stored NEAR's way: shown in its tool step, not as an answer."""
+        return "tool_call_id" in self.metadata
+
+    @property
     def hidden(self) -> bool:
         """``system:*`` / ``agent:*`` messages are not part of the answer."""
         return (self.message_type or "").startswith(HIDDEN_MESSAGE_TYPE_PREFIXES)

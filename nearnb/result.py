@@ -64,7 +64,7 @@ class RunResult:
                 message = Message.model_validate(data)
                 if state.thread_id and message.thread_id != state.thread_id:
                     continue  # a reply the agent posted to another thread
-                if message.role == "assistant" and not message.hidden:
+                if message.role == "assistant" and not (message.hidden or message.is_tool_output):
                     messages.append(message)
         return cls(
             thread_id=state.thread_id or "",

@@ -91,6 +91,8 @@ def test_tool_outputs_and_errors_are_written_to_the_thread_as_near_did(
     assert call_ids[:2] == [None, None] and call_ids[2] == "call_add"
     assert call_ids[3] is not None and call_ids[3] != "call_add"
     assert [m.metadata.get("name") for m in thread[2:4]] == ["add", "explode"]
+    # tool outputs are in the thread for the agent, but they are not answers
+    assert [m.text for m in result.messages] == ["Let me check.", "It is 5."]
 
     # the events: the text, one tool step with every output (forget's too), the outputs
     steps = step_events(result.events)

@@ -227,7 +227,7 @@ def present(
 def _block(item: MessageState | StepState) -> Block | None:
     if isinstance(item, StepState):
         return _tool_block(item)
-    if item.role != "assistant" or item.hidden:
+    if item.role != "assistant" or item.hidden or item.is_tool_output:
         return None
     return AnswerBlock(key_of(item), item.text, item.status, item.incomplete_reason)
 

@@ -59,6 +59,20 @@ CREATE TABLE IF NOT EXISTS events (
     at REAL NOT NULL,
     PRIMARY KEY (run_id, seq)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS agent_data (
+    namespace TEXT NOT NULL, name TEXT NOT NULL, key TEXT NOT NULL, obj TEXT NOT NULL,
+    PRIMARY KEY (namespace, name, key)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS uploaded_files (id TEXT PRIMARY KEY, obj TEXT NOT NULL, content BLOB);
+CREATE TABLE IF NOT EXISTS vector_stores (id TEXT PRIMARY KEY, role TEXT UNIQUE, obj TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS vector_store_files (
+    vector_store_id TEXT NOT NULL, file_id TEXT NOT NULL, obj TEXT NOT NULL,
+    PRIMARY KEY (vector_store_id, file_id)
+);
+CREATE TABLE IF NOT EXISTS vector_store_chunks (
+    vector_store_id TEXT NOT NULL, file_id TEXT NOT NULL, chunk INTEGER NOT NULL,
+    text TEXT NOT NULL, embedding BLOB NOT NULL, PRIMARY KEY (vector_store_id, file_id, chunk)
+) WITHOUT ROWID;
 """
 
 
@@ -353,6 +367,18 @@ class Store:
                 (cutoff,),
             )
             return cur.rowcount
+
+    # ----------------------- tables kept by agentdata.py and vectorstores.py
+
+    @contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction, for modules that keep their own tables in this file."""
+        with self._tx() as db:
+            yield db
+
+    def read(self, sql: str, args: tuple = ()) -> list[tuple]:
+        """The rows of one read query, for the same modules."""
+        return self._query(sql, args)
 
 
 _default_lock = threading.Lock()

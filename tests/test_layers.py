@@ -17,7 +17,16 @@ CORE_LAYERS: list[set[str]] = [
     {"nearnb.near_models"},
     {"nearnb.sinks", "nearnb.reducer", "nearnb.projection", "nearnb.accumulator"},
     {"nearnb.runlog", "nearnb.store"},
-    {"nearnb.persist", "nearnb.messages", "nearnb.modelchoice", "nearnb.agents"},
+    {
+        "nearnb.persist",
+        "nearnb.messages",
+        "nearnb.modelchoice",
+        "nearnb.agents",
+        "nearnb.agentdata",
+        "nearnb.embeddings",
+        "nearnb.vectorindex",
+        "nearnb.vectorstores",
+    },
     {"nearnb.streaming", "nearnb.writer", "nearnb.env_base", "nearnb.near_clients"},
     {
         "nearnb.env_files",

@@ -72,6 +72,7 @@ from .routes import (
 )
 from .schemas import RunIn
 from .sse import FRAMINGS, KEEPALIVE_SECONDS, TIMINGS
+from .vector_routes import VECTOR_STORE_ROUTES
 
 log = logging.getLogger(__name__)
 
@@ -344,6 +345,7 @@ def create_app(
         Route("/threads/{tid}/runs/{rid}/cancel", cancel_run, methods=["POST"]),
         Route("/threads/{tid}/stream/{rid}", stream_run, methods=["GET"]),
         Route("/chat/completions", chat_completions, methods=["POST"]),
+        *VECTOR_STORE_ROUTES,
     ]
     app = Starlette(
         routes=[Mount("/v1", routes=v1)],

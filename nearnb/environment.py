@@ -166,10 +166,16 @@ class Environment(AgentsMixin, DataMixin, CompatMixin, ToolsMixin, FilesMixin, E
         return self._ports.choice.resolve(model).label
 
     def completions(
-        self, messages: list[dict[str, Any]], model: str = "", stream: bool = False, **kwargs: Any
+        self,
+        messages: list[dict[str, Any]] | str,
+        model: str | list[dict[str, Any]] = "",
+        stream: bool = False,
+        **kwargs: Any,
     ) -> ChatCompletion:
         """A ``ChatCompletion``. With ``stream=True`` the deltas still stream to
-        viewers; the completion is assembled from them."""
+        viewers; the completion is assembled from them. NEAR's old
+        ``(model, messages)`` order still works, with a warning."""
+        messages, model = self._messages_first(messages, model)
         if stream:
             return self._stream(messages, model, kwargs).completion()
         self._runlog.check_cancelled()
@@ -180,9 +186,14 @@ class Environment(AgentsMixin, DataMixin, CompatMixin, ToolsMixin, FilesMixin, E
         )
 
     def completion(
-        self, messages: list[dict[str, Any]], model: str = "", stream: bool = False, **kwargs: Any
+        self,
+        messages: list[dict[str, Any]] | str,
+        model: str | list[dict[str, Any]] = "",
+        stream: bool = False,
+        **kwargs: Any,
     ) -> str | StreamHandler:
         """The reply text, or with ``stream=True`` a :class:`StreamHandler`."""
+        messages, model = self._messages_first(messages, model)
         if stream:
             return self._stream(messages, model, kwargs)
         response = self.completions(messages, model, **kwargs)

@@ -32,11 +32,9 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Iterable
-from pathlib import Path
+from collections.abc import AsyncIterator
 from typing import Any
 
-import anyio.to_thread
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -44,10 +42,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 
-from ..config import home
 from ..events import Run
 from ..store import ENDED_STATUSES, Store
-from .broker import Broker
 from .completions import chat_completions
 from .errors import (
     ApiError,
@@ -55,7 +51,6 @@ from .errors import (
     http_error_handler,
     query_choice,
     read_body,
-    secrets_to_hide,
     server_error_handler,
 )
 from .guard import BodyLimit, Guard, max_body_from_env
@@ -72,126 +67,10 @@ from .routes import (
 )
 from .schemas import RunIn
 from .sse import FRAMINGS, KEEPALIVE_SECONDS, TIMINGS
+from .state import AgentsDirs, Hub, agents_dirs
 from .vector_routes import VECTOR_STORE_ROUTES
 
 log = logging.getLogger(__name__)
-
-AgentsDirs = str | Path | Iterable[str | Path] | None
-
-
-def agents_dirs(given: AgentsDirs = None) -> list[Path]:
-    """The folders a hub serves agents from: ``$NEARNB_HOME/agents``, then ``given``.
-
-    Never the working directory: a hub started from ``/`` must not run any
-    folder on the machine that an ``assistant_id`` names.
-    """
-    if given is None:
-        extra: list[str | Path] = []
-    elif isinstance(given, str | Path):
-        extra = [given]
-    else:
-        extra = list(given)
-    folders: list[Path] = []
-    for folder in [home() / "agents", *extra]:
-        path = Path(folder).expanduser().resolve()
-        if path not in folders:
-            folders.append(path)
-    return folders
-
-
-class Hub:
-    """What the routes share: the store, the broker, the agents folders, live hub-runs."""
-
-    def __init__(
-        self,
-        store: Store,
-        *,
-        agents_dirs: list[Path],
-        token: str | None = None,
-        keepalive: float = KEEPALIVE_SECONDS,
-        tail_interval: float = 0.01,
-    ) -> None:
-        self.store = store
-        self.broker = Broker(store, tail_interval=tail_interval)
-        self.agents_dirs = agents_dirs
-        self.token = token
-        self.keepalive = keepalive
-        self.handles: dict[str, Any] = {}  # run_id -> RunHandle, for runs started here
-
-    @property
-    def hidden(self) -> list[str]:
-        return secrets_to_hide([self.token])
-
-    # ---------------------------------------------------------------- lookups
-
-    async def call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        """Run a blocking store call off the event loop."""
-        return await anyio.to_thread.run_sync(lambda: fn(*args, **kwargs))
-
-    async def thread(self, thread_id: str) -> Any:
-        thread = await self.call(self.store.get_thread, thread_id)
-        if thread is None:
-            raise ApiError(404, f"thread not found: {thread_id}", param="thread_id")
-        return thread
-
-    async def run(self, thread_id: str, run_id: str) -> Run:
-        """The run, ended as ``expired`` first if the process producing it died.
-
-        Liveness must not depend on someone having the stream open: a client
-        that only polls ``GET .../runs/{id}`` would otherwise see
-        ``in_progress`` forever after a ``kill -9`` of the kernel running it.
-        """
-        run = await self.call(self._live_run, run_id)
-        if run is None or run.thread_id != thread_id:
-            raise ApiError(404, f"run not found: {run_id} in thread {thread_id}", param="run_id")
-        return run
-
-    def _live_run(self, run_id: str) -> Run | None:
-        from ..liveness import expire_if_orphaned
-
-        run = self.store.get_run(run_id)
-        ending = run is not None and run.status not in ENDED_STATUSES
-        return (
-            self.store.get_run(run_id) if ending and expire_if_orphaned(self.store, run_id) else run
-        )
-
-    def live_runs(self, thread_id: str) -> list[Run]:
-        """The thread's runs, orphaned ones ended first (see :meth:`run`); blocking."""
-        from ..liveness import expire_if_orphaned
-
-        runs = self.store.list_runs(thread_id)
-        expired = [
-            r.id
-            for r in runs
-            if r.status not in ENDED_STATUSES and expire_if_orphaned(self.store, r.id)
-        ]
-        return self.store.list_runs(thread_id) if expired else runs
-
-    def agent_path(self, assistant_id: str) -> Path:
-        """The folder an ``assistant_id`` names, never outside the agents folders; blocking.
-
-        Accepts a folder name (``streaming-example``), a path under an agents
-        folder, or the identifier runs report (``local/<name>/<version>``).
-        A name the filesystem refuses (a segment over 255 bytes, a symlink
-        loop) is simply not found.
-        """
-        names = [assistant_id]
-        parts = assistant_id.split("/")
-        if len(parts) == 3 and parts[0] == "local":
-            names.append(parts[1])
-        for name in names:
-            for base in self.agents_dirs:
-                try:
-                    folder = (base / name).resolve()
-                    if folder.is_relative_to(base) and (folder / "agent.py").is_file():
-                        return folder
-                except (OSError, RuntimeError):  # ENAMETOOLONG; 3.11 raises RuntimeError on loops
-                    continue
-        where = ", ".join(str(d) for d in self.agents_dirs)
-        raise ApiError(
-            404, f"assistant not found: {assistant_id} under {where}", param="assistant_id"
-        )
-
 
 # -------------------------------------------------------------------- runs
 

@@ -21,7 +21,7 @@ from .schemas import MessageIn, ThreadIn
 from .sse import FRAMINGS, TIMINGS
 
 if TYPE_CHECKING:
-    from .app import Hub
+    from .state import Hub
 
 
 def hub_of(request: Request) -> Hub:

@@ -366,6 +366,8 @@ def start_run(
             target=ctx.execute, args=(message, env_vars), name=f"nearnb-{ctx.run_id}", daemon=True
         )
         worker.start()
+        # The caller can look the run up (REST, another process) once this returns.
+        ctx.sync_store(timeout=10.0)
     except BaseException as exc:
         ctx.abandon(exc)
         raise

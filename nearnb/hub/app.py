@@ -31,7 +31,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -42,7 +41,6 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 
-from ..events import Run
 from ..store import ENDED_STATUSES, Store
 from .completions import chat_completions
 from .errors import (
@@ -111,7 +109,8 @@ async def create_run(request: Request) -> Response:
             on_durable=hub.broker.publish_threadsafe,  # published once stored: crash-exact resume
             store=hub.store,
         )
-        return handle, _stored_run(hub.store, handle.run_id)
+        # start_run returns once the run is stored, so a GET right after this answer finds it.
+        return handle, hub.store.get_run(handle.run_id)
 
     handle, stored = await hub.call(start)
     hub.handles[handle.run_id] = handle
@@ -119,20 +118,6 @@ async def create_run(request: Request) -> Response:
     if body.stream:
         return await open_stream(hub, handle.run_id, 0, framing, timing)
     return JSONResponse(dump(stored or handle.run))
-
-
-def _stored_run(store: Store, run_id: str, timeout: float = 10.0) -> Run | None:
-    """The run once the store holds it (blocking), or None after ``timeout`` seconds.
-
-    ``start_run`` returns before its events reach the store (a sink writes them
-    off the agent's thread), but a client that has the run's id must be able to
-    read it back: a ``GET`` of the run or of its stream right after this answer
-    would otherwise be a 404.
-    """
-    deadline = time.monotonic() + timeout
-    while (run := store.get_run(run_id)) is None and time.monotonic() < deadline:
-        time.sleep(0.002)
-    return run
 
 
 def _forget_when_done(hub: Hub, handle: Any) -> None:

@@ -170,10 +170,13 @@ class ChunkAccumulator:
             "status": "in_progress",
         }
 
-    def _step_data(self, **extra: Any) -> dict[str, Any]:
+    def _step_data(self, outputs: list[str] | None = None, **extra: Any) -> dict[str, Any]:
         assert self.step is not None
+        calls = self.tool_calls
+        filled = outputs if outputs is not None else [None] * len(calls)
         calls = [
-            {**call, "function": {**call["function"], "output": None}} for call in self.tool_calls
+            {**call, "function": {**call["function"], "output": output}}
+            for call, output in zip(calls, filled, strict=True)
         ]
         return {
             **self.step,
@@ -181,11 +184,22 @@ class ChunkAccumulator:
             **extra,
         }
 
-    def finish_step(self, status: str = "completed") -> list[Pair]:
-        """Close the tool-call step (if the stream made one): completed, cancelled or failed."""
-        if self.step is None or self.step.get("status") != "in_progress":
+    @property
+    def step_open(self) -> bool:
+        """A tool-call step was streamed and has not ended yet."""
+        return self.step is not None and self.step.get("status") == "in_progress"
+
+    def finish_step(
+        self, status: str = "completed", outputs: list[str] | None = None
+    ) -> list[Pair]:
+        """Close the tool-call step (if the stream made one): completed, cancelled or failed.
+
+        ``outputs`` (one per call, in order) are the tools' results when the
+        calls were run, so the step that streamed the calls also shows them.
+        """
+        if not self.step_open:
             return []
-        stamp = self._clock()
+        assert self.step is not None
         self.step["status"] = status
-        self.step[f"{status}_at"] = stamp
-        return [(f"thread.run.step.{status}", self._step_data())]
+        self.step[f"{status}_at"] = self._clock()
+        return [(f"thread.run.step.{status}", self._step_data(outputs))]

@@ -39,6 +39,15 @@ class Stream(Protocol):
     def abort(self, exc: BaseException) -> None: ...
 
 
+class StepHolder(Protocol):
+    """A stream whose tool-call step waits for the calls' outputs."""
+
+    @property
+    def step_call_ids(self) -> frozenset[str]: ...
+
+    def finish_step(self, status: str, outputs: list[str] | None = None) -> None: ...
+
+
 class MessageSequencer:
     """Orders a run's message and step events; thread-safe."""
 
@@ -47,6 +56,7 @@ class MessageSequencer:
         self.origin = origin
         self._lock = threading.RLock()
         self._streams: list[Stream] = []
+        self._held: list[StepHolder] = []
 
     # ----------------------------------------------------------------- streams
 
@@ -62,8 +72,25 @@ class MessageSequencer:
             if stream.done:
                 stream.settle()
 
+    def hold_step(self, holder: StepHolder) -> None:
+        """A streamed tool-call step stays open until :meth:`tool_step` runs its calls."""
+        with self._lock:
+            self._held.append(holder)
+
+    def _take_held(self, call_ids: frozenset[str]) -> StepHolder | None:
+        with self._lock:
+            for holder in self._held:
+                if holder.step_call_ids == call_ids:
+                    self._held.remove(holder)
+                    return holder
+        return None
+
     def settle_all(self, *, drain: bool) -> None:
-        """End of run: drain (on success) and settle every stream; abort unfinished ones."""
+        """End of run: drain (on success) and settle every stream; abort unfinished ones.
+
+        Streamed tool-call steps nobody ran end ``completed`` without outputs
+        on success, else ``cancelled`` / ``failed``.
+        """
         with self._lock:
             streams, self._streams = list(self._streams), []
         for stream in streams:
@@ -74,6 +101,11 @@ class MessageSequencer:
             else:
                 cancelled = self.log.cancelled.is_set()
                 stream.abort(RunCancelled() if cancelled else RuntimeError("run ended"))
+        with self._lock:
+            held, self._held = list(self._held), []
+        status = "completed" if drain else "cancelled" if self.log.cancelled.is_set() else "failed"
+        for holder in held:
+            holder.finish_step(status)
 
     # ------------------------------------------------------------ whole messages
 
@@ -118,8 +150,21 @@ class MessageSequencer:
     # ------------------------------------------------------------------- tools
 
     def tool_step(self, calls: list[dict[str, Any]], run: Callable[[str, str], str]) -> list[str]:
-        """Run tool calls as one ``tool_calls`` run step with its outputs."""
+        """Run tool calls as one ``tool_calls`` run step with its outputs.
+
+        If a streamed completion asked for exactly these calls, its step (which
+        showed the calls as they arrived) gets the outputs; otherwise a new step.
+        """
         self.log.check_cancelled()
+        held = self._take_held(frozenset(c["id"] for c in calls))
+        if held is not None:
+            try:
+                outputs = [run(c["function"]["name"], c["function"]["arguments"]) for c in calls]
+            except BaseException:
+                held.finish_step("failed")
+                raise
+            held.finish_step("completed", outputs)
+            return outputs
         o = self.origin
         step = RunStep(
             id=new_id("step"),

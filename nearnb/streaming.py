@@ -153,9 +153,21 @@ class StreamHandler:
     def _on_exhausted(self) -> None:
         self._exhausted = True
         self._chunks.close()
-        self._emit(self._acc.finish_step("completed"))
+        if self._acc.step_open:
+            # The model asked for tools: the step stays open until they run
+            # (MessageSequencer.tool_step fills in their outputs) or the run ends.
+            self._sequencer.hold_step(self)
         if self._reply is not None:
             self.settle()
+
+    @property
+    def step_call_ids(self) -> frozenset[str]:
+        """Ids of the tool calls this stream asked for."""
+        return frozenset(call["id"] for call in self._acc.tool_calls)
+
+    def finish_step(self, status: str, outputs: list[str] | None = None) -> None:
+        """End this stream's tool-call step (see :meth:`_on_exhausted`)."""
+        self._emit(self._acc.finish_step(status, outputs))
 
     def abort(self, exc: BaseException) -> None:
         """The stream broke (provider error, cancel, interrupt): keep the partial text."""

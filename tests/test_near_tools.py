@@ -283,3 +283,37 @@ def test_a_public_style_agent_with_bound_method_tools(srv: ScriptedOpenAI, tmp_p
         [("save_note", "Saved milk")],
         [("read_note", '{"title": "milk", "body": "buy 2"}')],
     ]
+
+
+def test_a_streamed_tool_call_and_its_output_are_one_step(
+    srv: ScriptedOpenAI, tmp_path: Path
+) -> None:
+    """The step that streamed the call's name and arguments also gets the tool's output."""
+    srv.script(Reply.tool_call("add", {"a": 2, "b": 3}, call_id="call_s"), Reply.text("5 it is"))
+    code = TOOLS + (
+        "env.completions_and_run_tools([{'role': 'user', 'content': 'add'}], stream=True)\n"
+        "h = env.completion([{'role': 'user', 'content': 'add'}], stream=True)\n"
+        "env.add_reply(h)\n"
+    )
+    result = run_agent(make_agent(tmp_path / "streamed", code), "go")
+    assert result.status == "completed", result.traceback
+    steps = step_events(result.events)
+    names = [e.event for e in steps]
+    assert names[0] == "thread.run.step.created" and names[-1] == "thread.run.step.completed"
+    assert "thread.run.step.delta" in names
+    assert {e.data["id"] for e in steps} == {steps[0].data["id"]}, "one step, not two"
+    (call,) = steps[-1].data["step_details"]["tool_calls"]
+    assert call["id"] == "call_s" and call["function"]["name"] == "add"
+    assert call["function"]["output"] == "5"
+
+
+def test_a_streamed_tool_call_nobody_runs_completes_without_output(
+    srv: ScriptedOpenAI, tmp_path: Path
+) -> None:
+    srv.script(Reply.tool_call("add", {"a": 1, "b": 1}, call_id="call_n"))
+    code = "env.completion([{'role': 'user', 'content': 'x'}], stream=True).drain()\n"
+    result = run_agent(make_agent(tmp_path / "unrun", code), "go")
+    assert result.status == "completed", result.traceback
+    last = step_events(result.events)[-1]
+    assert last.event == "thread.run.step.completed"
+    assert last.data["step_details"]["tool_calls"][0]["function"]["output"] is None

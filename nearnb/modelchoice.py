@@ -5,7 +5,9 @@ choice is, in order: the model named in the call, else the run's ``--model``,
 else the agent's ``metadata.json`` default; the provider likewise. A
 resolution is cached per requested model, and a fallback notice (the
 embedded model standing in for a provider without credentials) is announced
-once per run through ``announce``.
+once per run through ``announce``. Every resolved provider is wrapped by the
+run's :class:`~nearnb.recording.Recorder`, so the run's requests and chunks are
+kept with it (export and offline replay need them).
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
+
+from .recording import Recorder
 
 if TYPE_CHECKING:
     from .agents import Defaults as AgentDefaults
@@ -32,11 +36,14 @@ class ModelChoice:
         model: str | None,
         provider: str | None,
         announce: Callable[[str], None],
+        recorder: Recorder | None = None,
     ) -> None:
         self.defaults = defaults
         self.model = model
         self.provider = provider
         self._announce = announce
+        # The run is the owner of its notice callback; a ModelChoice outside a run records nothing.
+        self._recorder = recorder if recorder is not None else Recorder.of(announce)
         self._lock = threading.Lock()
         self._resolved: dict[str, Resolved] = {}
         self._notices: set[str] = set()
@@ -49,13 +56,9 @@ class ModelChoice:
         with self._lock:
             resolved = self._resolved.get(model)
             if resolved is None:
-                if model:
-                    resolved = resolve(model, self.provider or d.model_provider or None)
-                else:
-                    resolved = resolve(
-                        self.model or d.model or None, self.provider or d.model_provider or None
-                    )
-                self._resolved[model] = resolved
+                asked = model or self.model or d.model or ""
+                resolved = resolve(asked or None, self.provider or d.model_provider or None)
+                resolved = self._resolved[model] = self._recorder.wrap(resolved, asked)
             fresh = bool(resolved.notice) and resolved.notice not in self._notices
             if fresh:
                 self._notices.add(resolved.notice)

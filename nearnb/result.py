@@ -6,10 +6,16 @@ and a replayed log give the same result.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .events import Event, Message
 from .reducer import RunState
+
+if TYPE_CHECKING:
+    from .store import Store
 
 
 @dataclass
@@ -51,6 +57,20 @@ class RunResult:
     def text(self) -> str:
         """The user-facing answers, separated by blank lines."""
         return "\n\n".join(m.text for m in self.messages)
+
+    def save(self, path: str | os.PathLike[str], *, store: Store | None = None) -> Path:
+        """Export this run as a recorded-run file (JSON Lines) and return its path.
+
+        The file holds the agent's metadata, the thread as the run found it,
+        the run's event log and every provider request with what came back:
+        ``nearnb.attach(path)`` plays it, ``provider="replay:" + path`` re-runs
+        the agent against it offline. Read from ``store`` (default: this
+        process's), which must hold the run: a result from ``attach`` to another
+        machine's hub has nothing to export here.
+        """
+        from .export import export_run
+
+        return export_run(self.run_id, path, store=store)
 
     @classmethod
     def from_state(cls, state: RunState, events: list[Event], *, agent: str = "") -> RunResult:

@@ -73,6 +73,11 @@ CREATE TABLE IF NOT EXISTS vector_store_chunks (
     vector_store_id TEXT NOT NULL, file_id TEXT NOT NULL, chunk INTEGER NOT NULL,
     text TEXT NOT NULL, embedding BLOB NOT NULL, PRIMARY KEY (vector_store_id, file_id, chunk)
 ) WITHOUT ROWID;
+-- Each run's provider requests and responses, kept by nearnb.recording (row 0: its header).
+CREATE TABLE IF NOT EXISTS recorded_calls (
+    run_id TEXT NOT NULL, n INTEGER NOT NULL, request TEXT NOT NULL, response TEXT,
+    PRIMARY KEY (run_id, n)
+) WITHOUT ROWID;
 """
 
 

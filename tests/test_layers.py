@@ -16,10 +16,12 @@ CORE_LAYERS: list[set[str]] = [
     {"nearnb.events", "nearnb.config", "nearnb.tools", "nearnb.tool_text"},
     {"nearnb.near_models"},
     {"nearnb.sinks", "nearnb.reducer", "nearnb.projection", "nearnb.accumulator"},
-    {"nearnb.runlog", "nearnb.store"},
+    {"nearnb.runlog", "nearnb.store", "nearnb.replayfile"},
     {
         "nearnb.persist",
         "nearnb.messages",
+        "nearnb.recording",
+        "nearnb.export",
         "nearnb.modelchoice",
         "nearnb.agents",
         "nearnb.agentdata",

@@ -19,7 +19,8 @@ Order, first match wins:
   override the call's ``model`` is kept only if the call named that same provider: model names
   are provider-specific (an agent's Fireworks model means nothing to ``NEARNB_PROVIDER=openai``).
 
-Providers: ``openai``, ``fireworks``, ``nearai`` and ``local`` are built in. More come from
+Providers: ``openai``, ``fireworks``, ``nearai`` and ``local`` are built in, and
+``replay:FILE`` answers from a recorded run (:mod:`nearnb.providers.replay`). More come from
 ``$NEARNB_HOME/config.toml`` (``[providers.NAME]`` with ``base_url``, ``api_key`` or
 ``api_key_env``, ``default_model``, ``models = {short = "long"}``, ``model_prefix``) and from
 ``NEARNB_PROVIDER_<NAME>_BASE_URL`` / ``_API_KEY`` / ``_MODEL``; these also override fields of
@@ -41,6 +42,7 @@ from ..config import config_path, load_config
 from .base import Provider, ProviderError, Resolved
 from .local import LocalProvider, unavailable_reason
 from .openai_compat import OpenAICompatProvider
+from .replay import replay_source, resolve_replay
 
 LOCAL = "local"
 NEAR_DEFAULT_PROVIDER = "fireworks"  # what NEAR assumes for a model name without a provider
@@ -238,7 +240,10 @@ def resolve(
 
     Raises ProviderError for an unknown provider name, and for a provider without credentials
     when ``NEARNB_FALLBACK=error`` or when the embedded model is not installed either.
+    ``replay:FILE`` (see :mod:`.replay`) wins over every other setting.
     """
+    if (source := replay_source(provider, defaults_provider)) is not None:
+        return resolve_replay(source, model)
     config = load_config()
     env_provider, env_model = _split(os.environ.get("NEARNB_MODEL"))
     env_provider = env_provider or os.environ.get("NEARNB_PROVIDER", "").strip().lower()

@@ -1,0 +1,315 @@
+"""Recording a run's provider traffic, so any run can become an offline fixture.
+
+Every request a run's agent makes (messages, model, parameters; never a key
+or a base URL) and everything that came back (each streamed chunk, or the
+whole completion, or the error) is kept with the run in the store table
+``recorded_calls``, keyed by run id and call number in request order. Row 0
+is the run's recording header: the agent's identity and ``metadata.json``
+and where the thread stood when the run began, which export needs and the
+store's run row does not hold.
+
+Cost on the agent's hot path, per chunk: one list append in
+:class:`RecordingStream`; every :data:`BATCH` chunks are serialised in one
+pydantic-core call (no per-chunk Python ``model_dump``), and the call's row is
+written in one transaction when the stream ends. ``NEARNB_RECORD=0`` turns it
+off (bench/bench_pipeline.py measures both).
+
+:class:`Recorder` belongs to one run's :class:`~nearnb.modelchoice.ModelChoice`,
+which wraps every provider it resolves with :meth:`Recorder.wrap`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from . import replayfile
+from .store import Store
+
+if TYPE_CHECKING:
+    from .providers.base import ChunkStream, Provider, Resolved
+
+logger = logging.getLogger("nearnb.recording")
+
+#: Chunks serialised together; bounds the memory a long stream holds as objects.
+BATCH = 256
+RECORD_ENV = "NEARNB_RECORD"
+
+
+def recording_enabled() -> bool:
+    """False when ``NEARNB_RECORD`` is ``0``/``false``/``off``/``no``."""
+    return os.environ.get(RECORD_ENV, "1").strip().lower() not in ("0", "false", "off", "no")
+
+
+_dump_chunks: Any = None
+
+
+def _chunk_batch_json(chunks: list[Any]) -> str:
+    """``[chunk, ...]`` as JSON in one pydantic-core call (fields the source set only)."""
+    global _dump_chunks
+    if _dump_chunks is None:
+        from openai.types.chat import ChatCompletionChunk
+        from pydantic import TypeAdapter
+
+        _dump_chunks = TypeAdapter(list[ChatCompletionChunk]).dump_json
+    try:
+        return _dump_chunks(chunks, exclude_unset=True, warnings=False).decode()
+    except Exception:  # a leniently constructed chunk the schema cannot serialise
+        parts = [c.model_dump(mode="json", exclude_unset=True, warnings=False) for c in chunks]
+        return json.dumps(parts, default=str, ensure_ascii=False)
+
+
+class Recorder:
+    """One run's recording: numbers its calls and writes them to the store. Thread-safe.
+
+    ``owner`` is the run (anything with ``store``, ``run_id``, ``thread_id`` and
+    ``agent``); read lazily, so a recorder can be made before the run is whole.
+    Without one (a ModelChoice outside a run) nothing is recorded.
+    """
+
+    def __init__(self, owner: Any) -> None:
+        self._owner = owner if all(
+            hasattr(owner, a) for a in ("store", "run_id", "thread_id", "agent")
+        ) else None  # fmt: skip
+        self._numbers = itertools.count(1)
+        self._lock = threading.Lock()
+        self._started = False
+        self._shared: dict[Any, Any] = {}
+
+    @classmethod
+    def of(cls, announce: Any) -> Recorder:
+        """The recorder for the run whose notice callback ``announce`` is (a bound method)."""
+        return cls(getattr(announce, "__self__", None))
+
+    @property
+    def active(self) -> bool:
+        return self._owner is not None and recording_enabled()
+
+    def wrap(self, resolved: Resolved, model: str) -> Resolved:
+        """``resolved`` with its provider recorded; ``model`` is what the run asked for.
+
+        A provider with per-run state (a replay's position in its file, named by
+        ``per_run_key``) is shared by every model name this run resolves.
+        """
+        key = getattr(resolved.provider, "per_run_key", None)
+        if key is not None:
+            with self._lock:
+                shared = self._shared.setdefault(key, resolved.provider)
+            resolved = replace(resolved, provider=shared)
+        if not self.active:
+            return resolved
+        self._start(resolved)
+        provider = RecordingProvider(resolved.provider, self, model, resolved.label)
+        return replace(resolved, provider=provider)
+
+    # ------------------------------------------------------------------ store
+
+    def _start(self, resolved: Resolved) -> None:
+        """Row 0, once: the agent and where the thread stood (export needs both)."""
+        with self._lock:
+            if self._started:
+                return
+            self._started = True
+        owner = self._owner
+        agent = owner.agent
+        try:
+            metadata = json.loads((agent.path / "metadata.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            metadata = agent.metadata.model_dump(mode="json")
+        store: Store = owner.store
+        last = store.read(
+            "SELECT id FROM messages WHERE thread_id = ? AND (run_id IS NULL OR run_id != ?) "
+            "ORDER BY n DESC LIMIT 1",
+            (owner.thread_id, owner.run_id),
+        )
+        header = {
+            "agent": {
+                "identifier": agent.identifier,
+                "name": agent.name,
+                "path": str(agent.path),
+                "metadata": metadata,
+            },
+            "model": resolved.label,
+            "provider": resolved.label.partition("::")[0],
+            "last_input_message": last[0][0] if last else None,
+        }
+        self._save(0, header, None, expire=True)
+
+    def number(self) -> int:
+        return next(self._numbers)
+
+    def save(self, n: int, request: dict[str, Any], response: str) -> None:
+        """Write call ``n`` (``response``: its stored JSON text). Never fails the run."""
+        self._save(n, request, response)
+
+    def _save(
+        self, n: int, request: dict[str, Any], response: str | None, *, expire: bool = False
+    ) -> None:
+        store: Store = self._owner.store
+        text = replayfile.line(request).rstrip("\n")
+        try:
+            with store.write() as db:
+                if expire:  # recordings go with their event logs (Store.expire_events)
+                    cutoff = time.time() - store.event_ttl
+                    db.execute(
+                        "DELETE FROM recorded_calls WHERE run_id IN (SELECT id FROM runs "
+                        "WHERE ended_at IS NOT NULL AND ended_at <= ?)",
+                        (cutoff,),
+                    )
+                db.execute(
+                    "INSERT OR REPLACE INTO recorded_calls (run_id, n, request, response) "
+                    "VALUES (?, ?, ?, ?)",
+                    (self._owner.run_id, n, text, response),
+                )
+        except Exception:  # a full disk must not fail the agent; the run just has no fixture
+            logger.exception("nearnb: could not record call %s of run %s", n, self._owner.run_id)
+
+
+class RecordingProvider:
+    """A provider that records what passes through it; otherwise the provider itself.
+
+    Attribute access falls through to the wrapped provider, and ``__class__``
+    reports its class, so code that asks ``isinstance(p, OpenAICompatProvider)``
+    (the embeddings of an HTTP provider) or reads ``p.base_url`` behaves as before.
+    """
+
+    def __init__(self, inner: Provider, recorder: Recorder, model: str, label: str) -> None:
+        self._inner = inner
+        self._recorder = recorder
+        self._model = model
+        self._label = label
+
+    @property  # type: ignore[misc]
+    def __class__(self) -> type:  # see the class docstring
+        return type(self._inner)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def __repr__(self) -> str:
+        return repr(self._inner)
+
+    def _request(self, kind: str, messages: Any, model: str, params: dict[str, Any]) -> tuple:
+        record = replayfile.request_record(
+            kind, self._model, messages, params, provider_model=model, label=self._label
+        )
+        return self._recorder.number(), record
+
+    def complete(self, messages: list[dict[str, Any]], *, model: str, **params: Any) -> Any:
+        n, request = self._request("complete", messages, model, params)
+        try:
+            completion = self._inner.complete(messages, model=model, **params)
+        except BaseException as exc:
+            self._recorder.save(n, request, _response(None, None, "error", exc))
+            raise
+        body = completion.model_dump_json(exclude_unset=True, warnings=False)
+        self._recorder.save(n, request, _response(None, body, "done", None))
+        return completion
+
+    def stream(
+        self, messages: list[dict[str, Any]], *, model: str, **params: Any
+    ) -> RecordingStream:
+        n, request = self._request("stream", messages, model, params)
+        try:
+            chunks = self._inner.stream(messages, model=model, **params)
+        except BaseException as exc:
+            self._recorder.save(n, request, _response("[]", None, "error", exc))
+            raise
+        return RecordingStream(chunks, self._recorder, n, request)
+
+
+def _response(chunks: str | None, completion: str | None, reason: str, error: Any) -> str:
+    """A call's stored response object, assembled from already-serialised JSON parts."""
+    if error is not None and not isinstance(error, Exception):
+        reason = "closed"  # a Stop or Ctrl-C is the reader leaving, not the provider failing
+    parts = [f'"reason":"{reason}"']
+    if chunks is not None:
+        parts.append(f'"chunks":{chunks}')
+    if completion is not None:
+        parts.append(f'"completion":{completion}')
+    if error is not None and reason == "error":
+        message = replayfile.scrub(f"{type(error).__name__}: {error}")
+        parts.append(f'"error":{json.dumps(message, ensure_ascii=False)}')
+    return "{" + ",".join(parts) + "}"
+
+
+class RecordingStream:
+    """A :class:`~nearnb.providers.base.ChunkStream` that keeps what it yields.
+
+    Written once, at the first of: the end of the stream, an error, ``close()``.
+    """
+
+    def __init__(
+        self, inner: ChunkStream, recorder: Recorder, n: int, request: dict[str, Any]
+    ) -> None:
+        self._inner = inner
+        self._recorder = recorder
+        self._n = n
+        self._request = request
+        self._pending: list[Any] = []
+        self._batches: list[str] = []
+        self._saved = False
+
+    def __iter__(self) -> Iterator[Any]:
+        return self
+
+    def __next__(self) -> Any:
+        try:
+            chunk = next(self._inner)
+        except StopIteration:
+            self._finish("done", None)
+            raise
+        except BaseException as exc:
+            self._finish("error", exc)
+            raise
+        pending = self._pending
+        pending.append(chunk)
+        if len(pending) >= BATCH:
+            self._batches.append(_chunk_batch_json(pending)[1:-1])
+            self._pending = []
+        return chunk
+
+    def close(self) -> None:
+        self._finish("closed", None)
+        self._inner.close()
+
+    def __getattr__(self, name: str) -> Any:  # e.g. SSEChunkStream.chunks
+        return getattr(self._inner, name)
+
+    def _finish(self, reason: str, error: BaseException | None) -> None:
+        if self._saved:
+            return
+        self._saved = True
+        if self._pending:
+            self._batches.append(_chunk_batch_json(self._pending)[1:-1])
+            self._pending = []
+        chunks = "[" + ",".join(b for b in self._batches if b) + "]"
+        self._batches = []
+        self._recorder.save(self._n, self._request, _response(chunks, None, reason, error))
+
+
+# ------------------------------------------------------------------ reading
+
+
+def recorded_calls(
+    store: Store, run_id: str
+) -> tuple[dict[str, Any] | None, list[tuple[int, dict[str, Any], dict[str, Any] | None]]]:
+    """A run's recording header (or None) and its calls ``(n, request, response)`` in order."""
+    rows = store.read(
+        "SELECT n, request, response FROM recorded_calls WHERE run_id = ? ORDER BY n", (run_id,)
+    )
+    header = None
+    calls = []
+    for n, request, response in rows:
+        if n == 0:
+            header = json.loads(request)
+        else:
+            calls.append((n, json.loads(request), json.loads(response) if response else None))
+    return header, calls

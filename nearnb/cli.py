@@ -1,8 +1,9 @@
 """The ``nearnb`` command: the same public API as the notebook, in a terminal.
 
 ``nearnb run AGENT "message" [--stream]`` and ``nearnb agent interactive
-AGENT`` run agents in-process; ``nearnb hub`` serves runs over SSE and
-``nearnb attach URL`` replays one. Argument parsing lives here; behaviour
+AGENT`` run agents in-process; ``nearnb hub`` serves runs over SSE,
+``nearnb attach URL`` replays one and ``nearnb export RUN_ID -o FILE`` writes a
+stored run as a recorded-run file. Argument parsing lives here; behaviour
 lives in the library.
 """
 
@@ -46,6 +47,13 @@ def build_parser() -> argparse.ArgumentParser:
     interactive.add_argument("agent", help="agent folder or agent name")
     _add_run_options(interactive)
     interactive.set_defaults(func=_cmd_interactive)
+
+    export = commands.add_parser(
+        "export", help="write a stored run as a JSON Lines file (replay it, re-run it offline)"
+    )
+    export.add_argument("run_id", metavar="RUN_ID", help="the run (run_...)")
+    export.add_argument("-o", "--output", metavar="FILE", help="where to write (default: stdout)")
+    export.set_defaults(func=_cmd_export)
 
     try:
         from .hub.cli import add_hub_commands
@@ -102,6 +110,18 @@ def _report_failure(result: RunResult) -> int:
 def _cmd_run(args: argparse.Namespace) -> int:
     result = _run_once(args, args.message, args.thread, sys.stdout)
     return _report_failure(result)
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from .export import export_lines, export_run
+    from .store import default_store
+
+    if args.output and args.output != "-":
+        path = export_run(args.run_id, args.output)
+        print(f"nearnb: wrote run {args.run_id} to {path}", file=sys.stderr)
+    else:
+        sys.stdout.writelines(export_lines(default_store(), args.run_id))
+    return 0
 
 
 def _cmd_interactive(args: argparse.Namespace) -> int:

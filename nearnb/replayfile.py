@@ -31,8 +31,11 @@ from typing import Any
 FORMAT = "nearnb.run"
 VERSION = 1
 
-#: Parameter names whose values are credentials or transport settings, never recorded.
-_SECRET_PARAMS = ("key", "token", "secret", "password", "authorization")
+#: Parameter names whose values are credentials or transport settings, never recorded
+#: (exact names: ``max_tokens`` and ``prompt_cache_key`` are parameters, not secrets).
+_SECRET_PARAMS = frozenset(
+    {"api_key", "apikey", "authorization", "password", "secret", "token", "access_token"}
+)
 _TRANSPORT_PARAMS = frozenset({"extra_headers", "extra_query", "base_url", "timeout"})
 _SECRET_ENV_WORDS = ("KEY", "TOKEN", "SECRET", "PASSWORD")
 REDACTED = "***"
@@ -90,7 +93,7 @@ def request_record(
     """
     clean = {}
     for name, value in params.items():
-        if name in _TRANSPORT_PARAMS or any(word in name.lower() for word in _SECRET_PARAMS):
+        if name in _TRANSPORT_PARAMS or name.lower() in _SECRET_PARAMS:
             continue
         clean[name] = value
     text = json.dumps(
@@ -155,33 +158,58 @@ class Recording:
     def label(self) -> str:
         return str(self.header.get("model") or "")
 
+    @property
+    def answers(self) -> list[str]:
+        """The recorded run's answers, as ``RunResult.messages`` would hold them."""
+        from .events import Message
 
-def load(path: str | os.PathLike[str]) -> Recording:
-    """Parse a recorded-run file; :class:`RecordingError` when it is not one."""
+        texts = []
+        for event in self.events:
+            ends = event["event"] in ("thread.message.completed", "thread.message.incomplete")
+            if ends and isinstance(event["data"], dict) and "content" in event["data"]:
+                message = Message.model_validate(event["data"])
+                if message.role == "assistant" and not (message.hidden or message.is_tool_output):
+                    texts.append(message.text)
+        return texts
+
+    @property
+    def text(self) -> str:
+        """The answers separated by blank lines, like ``RunResult.text``."""
+        return "\n\n".join(self.answers)
+
+
+def load(path: str | os.PathLike[str], *, calls: bool = True) -> Recording:
+    """Parse a recorded-run file; :class:`RecordingError` when it is not one.
+
+    ``calls=False`` skips the provider calls (playing a file needs only its events).
+    """
     path = Path(path).expanduser()
     try:
         handle = path.open(encoding="utf-8")
     except OSError as exc:
         raise RecordingError(f"cannot read recording {path}: {exc.strerror or exc}") from None
     with handle:
-        return parse(handle, path=path)
+        return parse(handle, path=path, calls=calls)
 
 
-def parse(lines: Iterable[str], *, path: Path | None = None) -> Recording:
+_CALL_LINES = ('{"type":"chunk"', '{"type":"request"', '{"type":"end"', '{"type":"completion"')
+
+
+def parse(lines: Iterable[str], *, path: Path | None = None, calls: bool = True) -> Recording:
     """Parse the lines of a recorded-run file (see the module docstring)."""
     where = str(path) if path is not None else "recording"
     header: dict[str, Any] | None = None
     messages: list[dict[str, Any]] = []
     events: list[dict[str, Any]] = []
-    calls: dict[int, Call] = {}
+    found: dict[int, Call] = {}
     for number, line in enumerate(lines, 1):
-        if not line.strip():
+        if not line.strip() or (not calls and line.startswith(_CALL_LINES)):
             continue
         try:
             obj = json.loads(line)
             kind = obj["type"]
         except (ValueError, TypeError, KeyError, RecursionError):
-            raise RecordingError(f"{where} line {number}: not a recording line") from None
+            kind = None
         if header is None:
             if kind != FORMAT:
                 raise RecordingError(f"{where} is not a nearnb run recording (line 1)")
@@ -191,26 +219,52 @@ def parse(lines: Iterable[str], *, path: Path | None = None) -> Recording:
                     f"this nearnb reads version {VERSION}"
                 )
             header = obj
-        elif kind == "message":
-            messages.append(obj["message"])
-        elif kind == "event":
-            events.append(obj)
-        elif kind == "request":
-            call = obj["call"]
-            calls[call] = Call(call, {k: v for k, v in obj.items() if k not in ("type", "call")})
-        elif kind in ("chunk", "completion", "end"):
-            call = calls.get(obj.get("call"))
-            if call is None:
-                raise RecordingError(f"{where} line {number}: {kind} before its request")
-            if kind == "chunk":
-                call.chunks.append(obj["chunk"])
-            elif kind == "completion":
-                call.completion = obj["completion"]
-            else:
-                call.reason, call.error = str(obj.get("reason") or "done"), obj.get("error")
+            continue
+        if kind is None:
+            raise RecordingError(f"{where} line {number}: not a recording line")
+        try:
+            _add(obj, kind, messages, events, found)
+        except (KeyError, TypeError, AttributeError, ValueError, _Orphan) as exc:
+            problem = "comes before its request" if isinstance(exc, _Orphan) else "is malformed"
+            raise RecordingError(f"{where} line {number}: {str(kind)[:40]!r} {problem}") from None
     if header is None:
         raise RecordingError(f"{where} is empty")
-    return Recording(header, messages, events, [calls[n] for n in sorted(calls)], path)
+    return Recording(header, messages, events, [found[n] for n in sorted(found)], path)
+
+
+class _Orphan(Exception):
+    """A chunk, completion or end line whose request came before nowhere."""
+
+
+def _add(
+    obj: dict[str, Any],
+    kind: str,
+    messages: list[dict[str, Any]],
+    events: list[dict[str, Any]],
+    found: dict[int, Call],
+) -> None:
+    """File one parsed line; KeyError/TypeError/ValueError when malformed, _Orphan when a call
+    line names no request before it."""
+    if kind == "message":
+        messages.append(dict(obj["message"]))
+    elif kind == "event":
+        if "data" not in obj:
+            raise KeyError("data")
+        obj["seq"], obj["event"], obj["at"] = int(obj["seq"]), str(obj["event"]), float(obj["at"])
+        events.append(obj)
+    elif kind == "request":
+        n = int(obj["call"])
+        found[n] = Call(n, {k: v for k, v in obj.items() if k not in ("type", "call")})
+    elif kind in ("chunk", "completion", "end"):
+        call = found.get(obj["call"])
+        if call is None:
+            raise _Orphan(kind)
+        if kind == "chunk":
+            call.chunks.append(dict(obj["chunk"]))
+        elif kind == "completion":
+            call.completion = dict(obj["completion"])
+        else:
+            call.reason, call.error = str(obj.get("reason") or "done"), obj.get("error")
 
 
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=_jsonable).encode

@@ -13,6 +13,7 @@ Routes (all under ``/v1``, all behind the bearer token when one is set)::
     POST /threads/{tid}/runs                   GET  /threads/{tid}/runs
     GET  /threads/{tid}/runs/{rid}             POST /threads/{tid}/runs/{rid}/cancel
     GET  /threads/{tid}/stream/{rid}           POST /chat/completions
+    GET  /threads/{tid}/runs/{rid}/export      (the run as JSON Lines: nearnb.export)
 
 Run streams (``GET .../stream/{rid}``, and ``POST .../runs`` with ``stream:
 true``) are strictly standard SSE by default: ``id:``, ``event:``, the OpenAI
@@ -51,6 +52,7 @@ from .errors import (
     read_body,
     server_error_handler,
 )
+from .export_routes import EXPORT_ROUTES
 from .guard import BodyLimit, Guard, max_body_from_env
 from .routes import (
     create_message,
@@ -210,6 +212,7 @@ def create_app(
         Route("/threads/{tid}/stream/{rid}", stream_run, methods=["GET"]),
         Route("/chat/completions", chat_completions, methods=["POST"]),
         *VECTOR_STORE_ROUTES,
+        *EXPORT_ROUTES,
     ]
     app = Starlette(
         routes=[Mount("/v1", routes=v1)],

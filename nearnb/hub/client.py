@@ -33,6 +33,7 @@ from typing import Any
 import httpx
 from httpx_sse import EventSource
 
+from . import file_attach
 from .session import (
     IDLE_TIMEOUT,
     MAX_EVENT_BYTES,
@@ -172,7 +173,11 @@ def attach(
     Raises :class:`AttachError` (``Unauthorized``, ``RunNotFound`` — also for a
     hub with no events for the run —, ``StreamProtocolError``, ``StreamTooLarge``,
     ``ConnectionLost``, ``IdleTimeout``) with ``.result`` holding what arrived.
+
+    ``url`` may be a recorded-run file instead, played with no hub (:mod:`.file_attach`).
     """
+    if file_attach.is_file_source(url):
+        return file_attach.attach_file(url, speed, display, show_streaming_message)
     full, tid, rid = stream_url(url, thread_id, run_id)
     session = Session(
         full,
@@ -298,6 +303,8 @@ async def attach_async(
     client: httpx.AsyncClient | None = None,
 ) -> Any:
     """:func:`attach` for an event loop (a notebook cell can ``await`` it)."""
+    if file_attach.is_file_source(url):
+        return await file_attach.attach_file_async(url, speed, display, show_streaming_message)
     full, tid, rid = stream_url(url, thread_id, run_id)
     session = Session(
         full,

@@ -17,6 +17,12 @@ still returns its result, and the widget's Stop button cancels it from the
 frontend (see :mod:`nearnb.view.widget` for how the click gets through while
 the cell is busy). With ``wait=False`` the handle is returned at once and the
 view keeps streaming; it finalizes itself when the run ends.
+
+Sub-agents: when the parent's stream carries a step naming a child run
+(``env.run_agent``), the view subscribes to that child's own
+:class:`~nearnb.runs.RunHandle` (``handle.child(run_id)``) and feeds its
+events into the same renderer, which nests the child under the step - and
+so on for the child's children. The child's Stop cancels the child only.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Literal, overload
 
 from .events import Event
-from .reducer import RunState
+from .reducer import RunState, child_ref
 from .view import choose_display, open_view
 
 if TYPE_CHECKING:
@@ -111,6 +117,7 @@ def render(
     model: str = "",
     wait: bool = True,
     on_stop: Any = None,
+    **options: Any,
 ) -> Any:
     """Show a run from any source with the chosen view.
 
@@ -120,16 +127,22 @@ def render(
     * an iterable of :class:`Event` (a replay, an SSE stream): consumed on
       this thread, returns the folded :class:`RunState`; ``on_stop`` (e.g. a
       hub cancel call) backs the Stop button and a KeyboardInterrupt.
+
+    ``options`` go to the view (:func:`nearnb.view.open_view`: ``sink``,
+    ``interval``, ``clock`` ...).
     """
     mode = choose_display(display)
     if hasattr(source, "subscribe") and hasattr(source, "wait"):
-        return _render_handle(source, mode, agent_name, show_streaming_message, model, wait)
+        return _render_handle(
+            source, mode, agent_name, show_streaming_message, model, wait, options
+        )
     renderer = open_view(
         mode,
         agent_name=agent_name or "",
         show_streaming_message=True if show_streaming_message is None else show_streaming_message,
         model=model,
         on_stop=on_stop,
+        **options,
     )
     state = RunState()
     try:
@@ -152,6 +165,7 @@ def _render_handle(
     show_streaming_message: bool | None,
     model: str,
     wait: bool,
+    options: dict[str, Any],
 ) -> RunResult | RunHandle:
     agent = handle.agent
     if show_streaming_message is None:
@@ -164,23 +178,59 @@ def _render_handle(
             model=model,
             on_stop=handle.cancel,
             placeholder=not wait,
+            **options,
         )
     except BaseException:  # no view, no waiter: do not leave the run going unseen
         handle.cancel("view failed")
         raise
+    followed: list[RunHandle] = []
+    feed = Follow(handle, renderer, followed)
     if not wait:
 
         def follow(event: Event) -> None:
-            renderer(event)
+            feed(event)
             if event.event == "done":  # on the worker thread: updates go by display id
-                renderer.finish(None)
+                renderer.finish(_drained(handle, followed))
 
         handle.subscribe(follow, replay=True)
         return handle
-    handle.subscribe(renderer, replay=True)
+    handle.subscribe(feed, replay=True)
     result = None
     try:
         result = handle.wait()
+        _drained(handle, followed)
     finally:
         renderer.finish(result)
     return result
+
+
+class Follow:
+    """Feeds a renderer one run's events and, whenever a step of that run names a
+    child run, subscribes the renderer to the child too (recursively)."""
+
+    def __init__(self, handle: RunHandle, renderer: Any, followed: list[RunHandle]) -> None:
+        self.handle, self.renderer, self.followed = handle, renderer, followed
+
+    def __call__(self, event: Event) -> None:
+        self.renderer(event)
+        if event.event == "thread.run.step.created" and isinstance(event.data, dict):
+            ref = child_ref(event.data)
+            child = self.handle.child(ref.run_id) if ref is not None else None
+            if child is not None and child not in self.followed:
+                self.followed.append(child)
+                if hasattr(self.renderer, "follow_child"):
+                    self.renderer.follow_child(
+                        child.run_id,
+                        stop=child.cancel,  # this child only; its children follow it
+                        agent_name=child.agent.name,
+                        show_streaming_message=bool(child.agent.show_streaming_message),
+                    )
+                child.subscribe(Follow(child, self.renderer, self.followed), replay=True)
+
+
+def _drained(handle: RunHandle, followed: list[RunHandle], grace: float = 10.0) -> RunResult:
+    """Wait for the followed children's views to take their last events (they ended
+    before the parent did); the parent's result, with its children's."""
+    for child in list(followed):
+        child.wait(grace)
+    return handle.result()

@@ -15,6 +15,9 @@ messages in :attr:`RunState.steps`; :attr:`RunState.timeline` lists messages
 and steps in the order they *finished*, which is the one order every view
 shows them in (a view can then only ever append). A message that belongs to
 another thread (an agent replying elsewhere) is counted but never shown.
+A ``run_agent`` step names the child run it stands for (:class:`ChildRef`);
+the child's own events are folded into a state of their own
+(:class:`nearnb.view.tree.RunTree`), never into the parent's.
 """
 
 from __future__ import annotations
@@ -94,6 +97,36 @@ class ToolCallState:
 STEP_ENDED = frozenset({"completed", "failed", "cancelled", "expired"})
 
 
+@dataclass(frozen=True)
+class ChildRef:
+    """The child run a ``run_agent`` step stands for (``env.run_agent``).
+
+    Read from the step's ``metadata`` (``nearnb.child_*``); a view follows the
+    child's own stream at ``/threads/{thread_id}/stream/{run_id}``.
+    """
+
+    run_id: str
+    thread_id: str
+    agent: str = ""
+
+    @property
+    def agent_name(self) -> str:
+        """``local/helper/0.1.0`` -> ``helper``: the short name a view shows."""
+        parts = self.agent.split("/")
+        return parts[1] if len(parts) == 3 else self.agent
+
+
+def child_ref(step: dict[str, Any]) -> ChildRef | None:
+    """The child a whole RunStep names, or None (an ordinary tool step)."""
+    meta = step.get("metadata")
+    if not isinstance(meta, dict):
+        return None
+    run_id, thread_id = meta.get("nearnb.child_run_id"), meta.get("nearnb.child_thread_id")
+    if not (isinstance(run_id, str) and run_id and isinstance(thread_id, str) and thread_id):
+        return None
+    return ChildRef(run_id, thread_id, str(meta.get("nearnb.child_agent") or ""))
+
+
 @dataclass
 class StepState:
     """A ``tool_calls`` run step: its calls in order and its status."""
@@ -102,6 +135,7 @@ class StepState:
     status: str = "in_progress"
     calls: list[ToolCallState] = field(default_factory=list)
     last_error: str | None = None
+    child: ChildRef | None = None  # a ``run_agent`` step: the child run it started
 
     @property
     def ended(self) -> bool:
@@ -301,6 +335,7 @@ class RunState:
         if not isinstance(details, dict) or details.get("type") != "tool_calls":
             return  # message_creation steps: the message events already say it
         step = self._step(data.get("id"))
+        step.child = step.child or child_ref(data)
         for index, call in enumerate(details.get("tool_calls") or ()):
             if not isinstance(call, dict):
                 continue

@@ -270,6 +270,13 @@ class RunHandle:
     def done(self) -> bool:
         return self._ctx.finished.is_set()
 
+    # The child runs it started (env.run_agent), in order; a copy, for views to follow.
+    children = property(lambda self: list(self._ctx.children))
+
+    def child(self, run_id: str) -> RunHandle | None:
+        """The child run a ``run_agent`` step names, so a view can follow it."""
+        return next((c for c in self._ctx.children if c.run_id == run_id), None)
+
     def subscribe(self, callback: EventCallback, *, replay: bool = True) -> None:
         self._ctx.subscribe(callback, replay=replay)
 

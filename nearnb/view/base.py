@@ -20,6 +20,13 @@ subshell thread and ``finish`` on the cell's thread. One re-entrant lock
 serialises all of them; widgets and the reducer state are only touched
 under it. ``on_stop`` is called *outside* the lock so a canceller that
 emits events synchronously cannot deadlock against the view.
+
+Sub-agents: a renderer may be fed the events of its run's children too (a
+caller follows each child a step names and feeds the same renderer); they
+are routed by run id into :attr:`tree` (:class:`~nearnb.view.tree.RunTree`),
+so the whole tree shares this one lock and this one throttle - the cell's
+rate bound holds however many children stream. :meth:`follow_child` names a
+child and gives it its own Stop (:meth:`stop_run`).
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ from ..events import Event
 from ..reducer import RunState
 from .bundle import RunInfo, final_bundle
 from .throttle import DEFAULT_INTERVAL, Clock, Throttle
+from .tree import ChildInfo, RunTree
 
 logger = logging.getLogger("nearnb.view")
 
@@ -72,7 +80,7 @@ class Renderer:
         on_stop: Callable[[], None] | None = None,
     ) -> None:
         self.info = info
-        self.state = RunState()
+        self.tree = RunTree()
         self.throttle = Throttle(interval, clock) if clock else Throttle(interval)
         self.on_stop = on_stop
         self.stop_requested = False
@@ -83,13 +91,24 @@ class Renderer:
         self._finished = False
         self._cleanup_wait: float | None = None
         self._quiet = False  # set once the run is over: no more trailing flushes
+        self._stoppers: dict[str, Callable[[], None]] = {}  # child run id -> its cancel
+        self.stopping: set[str] = set()  # child runs whose Stop was clicked
+
+    @property
+    def state(self) -> RunState:
+        """The root run's state (its children's are in :attr:`tree`)."""
+        return self.tree.root
+
+    @state.setter
+    def state(self, value: RunState) -> None:
+        self.tree.root = value
 
     # ------------------------------------------------------------------ feeding
 
     def __call__(self, event: Event) -> None:
         """Fold in one event; render now, later (coalesced) or not at all."""
         with self._lock:
-            if self._finished or not self.state.apply(event):
+            if self._finished or self.tree.apply(event) is None:
                 return
             boundary = is_boundary(event.event)
             if self.throttle.offer(boundary=boundary):
@@ -133,6 +152,36 @@ class Renderer:
         if self.on_stop is not None:
             self.on_stop()
 
+    def follow_child(
+        self, run_id: str, *, stop: Callable[[], None] | None = None, **info: Any
+    ) -> None:
+        """Say how to stop a child run (its own Stop) and what it is (``agent_name``,
+        ``show_streaming_message``); its events come through ``self(event)``."""
+        with self._lock:
+            if stop is not None:
+                self._stoppers[run_id] = stop
+            if info:
+                self.tree.info[run_id] = ChildInfo(**info)
+
+    def can_stop(self, run_id: str) -> bool:
+        return run_id in self._stoppers
+
+    def stop_run(self, run_id: str | None) -> None:
+        """Stop one run of the tree: the root (:meth:`stop`) or one child only."""
+        if run_id is None or run_id == self.state.run_id:
+            self.stop()
+            return
+        with self._lock:
+            child = self.tree.get(run_id)
+            stopper = self._stoppers.get(run_id)
+            if run_id in self.stopping or self._finished or stopper is None:
+                return
+            if child is not None and child.terminal:
+                return
+            self.stopping.add(run_id)
+            self.throttle.spend(self._on_child_stop_requested(run_id))
+        stopper()
+
     # --------------------------------------------------------------- finishing
 
     @property
@@ -163,9 +212,10 @@ class Renderer:
             elif result is not None:
                 for event in getattr(result, "events", None) or ():
                     self.state.apply(event)
+                self.tree.fold_result(result)
                 deltas = getattr(result, "deltas", None)
             self.throttle.flushed(boundary=True, cost=self._render(final=True))
-            data, metadata = final_bundle(self.state, self.info, deltas=deltas)
+            data, metadata = final_bundle(self.state, self.info, deltas=deltas, tree=self.tree)
             self._finalize(data, metadata)
             self._cleanup_wait = self._cleanup()
             if self._cleanup_wait is not None and self._autoflush:
@@ -184,6 +234,15 @@ class Renderer:
         """Reflect a Stop request in the view (under the lock); messages sent."""
         return 0
 
+    def _again(self) -> bool:
+        """True when the last refresh left work that needs another one even if no
+        event comes (a sub-agent panel that did not fit in the message window)."""
+        return False
+
+    def _on_child_stop_requested(self, run_id: str) -> int:
+        """Reflect a child's Stop request (under the lock); messages sent."""
+        return 0
+
     def _cleanup(self) -> float | None:
         """After the end: do what the budget allows now; seconds until more
         can be done, or None when nothing is left."""
@@ -199,6 +258,10 @@ class Renderer:
             logger.exception("nearnb: rendering failed")
         finally:
             self.throttle.flushed(boundary=boundary, cost=cost or 0)
+        if self._again():  # the view left work for a later refresh (when it fits)
+            self.throttle.pending = True
+            if self._autoflush:
+                self._arm_ticker()
 
     def _arm_ticker(self) -> None:
         if self._ticker is None:

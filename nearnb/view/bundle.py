@@ -34,6 +34,7 @@ from .present import (
     present,
     status_label,
 )
+from .tree import RunTree
 
 #: ``metadata`` key of every nearnb output.
 METADATA_KEY = "nearnb"
@@ -116,18 +117,73 @@ def tool_markdown(block: ToolBlock) -> str:
     return "  \n".join(lines)
 
 
-def blocks_markdown(blocks: tuple[Block, ...] | list[Block]) -> str:
+def blocks_markdown(
+    blocks: tuple[Block, ...] | list[Block], tree: RunTree | None = None, *, live: bool = False
+) -> str:
     """Blocks in order: a rule between two answers (each is a separate message),
-    a blank line around tool steps."""
+    a blank line around tool steps. With ``tree``, a ``run_agent`` step whose
+    child run has events is that child's quoted section (:func:`child_markdown`)."""
     out = ""
     previous: Block | None = None
     for block in blocks:
         if previous is not None:
             both = isinstance(previous, AnswerBlock) and isinstance(block, AnswerBlock)
             out += "\n\n---\n\n" if both else "\n\n"
-        out += answer_markdown(block) if isinstance(block, AnswerBlock) else tool_markdown(block)
+        if isinstance(block, AnswerBlock):
+            out += answer_markdown(block)
+        else:
+            out += child_markdown(block, tree, live=live) or tool_markdown(block)
         previous = block
     return out
+
+
+def quote(text: str) -> str:
+    """Markdown (or text) as a block quote: ``> `` before every line."""
+    return "\n".join(f"> {line}" if line else ">" for line in text.split("\n"))
+
+
+def child_markdown(block: ToolBlock, tree: RunTree | None, *, live: bool = False) -> str:
+    """A sub-agent's run as a quoted, labelled section (``↳ agent`` · model · status ·
+    counts, then its answers and its own children), or "" when its events are unknown."""
+    state = tree.get(block.child.run_id) if tree is not None and block.child else None
+    if state is None or block.child is None or tree is None:
+        return ""
+    info = tree.child_info(block.child)
+    child_info = RunInfo(
+        agent_name="↳ " + (info.agent_name or "agent"),
+        show_streaming_message=info.show_streaming_message,
+    )
+    return quote(run_markdown(state, child_info, tree, live=live))
+
+
+def run_markdown(
+    state: RunState,
+    info: RunInfo,
+    tree: RunTree | None = None,
+    *,
+    live: bool = False,
+    deltas: int | None = None,
+    stop_requested: bool = False,
+    tail_chars: int | None = None,
+) -> str:
+    """One run as Markdown: header, notices, blocks (children nested), then the live
+    tail and running steps (``live``) or the unfinished steps (final), then the error."""
+    vm = present(state, info, deltas=deltas, stop_requested=stop_requested)
+    md = [header_markdown(vm.header, vm.counter.line if live else vm.counter.summary)]
+    md += [f"> {md_escape(notice)}" for notice in vm.header.notices]
+    blocks = vm.blocks if live else (*vm.blocks, *vm.live_steps)
+    if blocks:
+        md.append(blocks_markdown(blocks, tree, live=live))
+    if live:
+        text = vm.live.text if vm.live is not None else ""
+        if tail_chars is not None and len(text) > tail_chars:
+            text = "…" + text[-tail_chars:]
+        if text:
+            md.append(text)
+        md += [child_markdown(s, tree, live=True) or tool_markdown(s) for s in vm.live_steps]
+    if vm.error is not None:
+        md.append(error_markdown(vm.error))
+    return "\n\n".join(md)
 
 
 def error_markdown(error: ErrorView) -> str:
@@ -159,40 +215,71 @@ def call_plain(call: ToolCallView) -> str:
     return out if call.output is None else f"{out} -> {call.output}"
 
 
-def block_plain(block: Block) -> str:
+def block_plain(block: Block, tree: RunTree | None = None) -> str:
     if isinstance(block, AnswerBlock):
         return block.text.strip()
+    state = tree.get(block.child.run_id) if tree is not None and block.child else None
+    if state is not None and block.child is not None and tree is not None:
+        name = tree.child_info(block.child).agent_name or "agent"
+        return quote(run_plain(state, RunInfo(agent_name="↳ " + name), tree))
     return "\n".join(call_plain(call) for call in block.calls)
+
+
+def run_plain(
+    state: RunState, info: RunInfo, tree: RunTree | None = None, *, deltas: int | None = None
+) -> str:
+    """One finished run as text lines (children quoted under their steps)."""
+    vm = present(state, info, deltas=deltas)
+    plain = [plain_header(vm)]
+    plain += [f"note: {notice}" for notice in vm.header.notices]
+    plain += [block_plain(block, tree) for block in (*vm.blocks, *vm.live_steps)]
+    if vm.error is not None and vm.error.message:
+        plain.append(f"error: {vm.error.message}")
+    return "\n\n".join(plain)
 
 
 # --------------------------------------------------------------------- bundle
 
 
 def final_bundle(
-    state: RunState, info: RunInfo, *, deltas: int | None = None
+    state: RunState, info: RunInfo, *, deltas: int | None = None, tree: RunTree | None = None
 ) -> tuple[dict[str, str], dict[str, Any]]:
     """``(data, metadata)`` of the static output that replaces a live view.
 
     ``deltas`` overrides the count (a :class:`~nearnb.runs.RunResult` carries
     the producer's true count; it equals ``state.deltas`` unless events were
     lost on the way). Tool steps that never finished (a cancelled run) are
-    kept after the finished blocks, marked with their status.
+    kept after the finished blocks, marked with their status. With ``tree``
+    (whose root is ``state``), sub-agent runs are quoted sections under the
+    steps that started them, and ``metadata["nearnb"]["children"]`` lists them.
     """
     vm = present(state, info, deltas=deltas)
-    blocks = (*vm.blocks, *vm.live_steps)
-    md = [header_markdown(vm.header, vm.counter.summary)]
-    md += [f"> {md_escape(notice)}" for notice in vm.header.notices]
-    if blocks:
-        md.append(blocks_markdown(blocks))
-    if vm.error is not None:
-        md.append(error_markdown(vm.error))
-    plain = [plain_header(vm)]
-    plain += [f"note: {notice}" for notice in vm.header.notices]
-    plain += [block_plain(block) for block in blocks]
-    if vm.error is not None and vm.error.message:
-        plain.append(f"error: {vm.error.message}")
-    data = {"text/markdown": "\n\n".join(md), "text/plain": "\n\n".join(plain)}
-    return data, {METADATA_KEY: metadata(vm, state, info)}
+    data = {
+        "text/markdown": run_markdown(state, info, tree, deltas=deltas),
+        "text/plain": run_plain(state, info, tree, deltas=deltas),
+    }
+    meta = metadata(vm, state, info)
+    if tree is not None and tree.children(state):
+        meta["children"] = children_metadata(state, tree)
+    return data, {METADATA_KEY: meta}
+
+
+def children_metadata(state: RunState, tree: RunTree) -> list[dict[str, Any]]:
+    """Each child's ids, agent, status and counts, and its own children (nested)."""
+    out = []
+    for ref in tree.children(state):
+        child = tree.get(ref.run_id)
+        entry: dict[str, Any] = {
+            "thread_id": ref.thread_id,
+            "run_id": ref.run_id,
+            "agent": ref.agent_name,
+        }
+        if child is not None:
+            entry.update(status=child.status, deltas=child.deltas, chars=child.chars)
+            if tree.children(child):
+                entry["children"] = children_metadata(child, tree)
+        out.append(entry)
+    return out
 
 
 def md_escape(text: str) -> str:

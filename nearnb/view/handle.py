@@ -20,16 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .base import Renderer
-from .bundle import (
-    RunInfo,
-    block_plain,
-    blocks_markdown,
-    error_markdown,
-    header_markdown,
-    md_escape,
-    plain_header,
-    tool_markdown,
-)
+from .bundle import RunInfo, block_plain, plain_header, run_markdown
 from .present import ViewModel, present
 from .sink import IPythonSink, Sink
 from .throttle import Clock
@@ -64,26 +55,26 @@ class HandleRenderer(Renderer):
 
     def live_bundle(self) -> dict[str, str]:
         """The bundle shown while the run is live: the final bundle's Markdown
-        plus the live counter, the streaming tail and running tool steps."""
+        plus the live counter, the streaming tail and running tool steps; the
+        sub-agents' runs quoted under their steps, live too."""
+        md = run_markdown(
+            self.state,
+            self.info,
+            self.tree,
+            live=True,
+            stop_requested=self.stop_requested,
+            tail_chars=TAIL_CHARS,
+        )
         vm = present(self.state, self.info, stop_requested=self.stop_requested)
-        md = [header_markdown(vm.header, vm.counter.line)]
-        md += [f"> {md_escape(notice)}" for notice in vm.header.notices]
         plain = [plain_header(vm), vm.counter.line]
-        if vm.blocks:
-            md.append(blocks_markdown(vm.blocks))
-            plain += [block_plain(block) for block in vm.blocks]
+        plain += [block_plain(block, self.tree) for block in vm.blocks]
         tail = _tail(vm)
         if tail:
-            md.append(tail)
             plain.append(tail)
-        for step in vm.live_steps:
-            md.append(tool_markdown(step))
-            plain.append(block_plain(step))
-        if vm.error is not None:
-            md.append(error_markdown(vm.error))
-            if vm.error.message:
-                plain.append(f"error: {vm.error.message}")
-        return {"text/markdown": "\n\n".join(md), "text/plain": "\n\n".join(plain)}
+        plain += [block_plain(step, self.tree) for step in vm.live_steps]
+        if vm.error is not None and vm.error.message:
+            plain.append(f"error: {vm.error.message}")
+        return {"text/markdown": md, "text/plain": "\n\n".join(plain)}
 
     def _render(self, *, final: bool = False) -> int:
         if final:

@@ -189,6 +189,80 @@ def failed_run(deltas: int = 500, rate: float = 1000.0) -> Timed:
     return f.timed
 
 
+def child_step(
+    parent: TimedFactory, child: TimedFactory, status: str, output: str | None = None
+) -> Any:
+    """The parent's ``run_agent`` step that points at ``child`` (as nearnb.children emits)."""
+    arguments = json.dumps({"agent_id": child.agent, "thread_id": child.thread_id})
+    call = {
+        "id": f"call_{child.run_id}",
+        "type": "function",
+        "function": {"name": "run_agent", "arguments": arguments, "output": output},
+    }
+    data = {
+        "id": f"step_{child.run_id}",
+        "object": "thread.run.step",
+        "run_id": parent.run_id,
+        "thread_id": parent.thread_id,
+        "assistant_id": "agent",
+        "type": "tool_calls",
+        "status": status,
+        "step_details": {"type": "tool_calls", "tool_calls": [call]},
+        "metadata": {
+            "nearnb.child_thread_id": child.thread_id,
+            "nearnb.child_run_id": child.run_id,
+            "nearnb.child_agent": f"local/{child.agent}/0.1.0",
+        },
+    }
+    return parent.event(f"thread.run.step.{status}", data)
+
+
+def sub_agents(deltas: int = 1500, rate: float = 1000.0) -> dict[str, Timed]:
+    """A parent whose two children stream *at the same time* (``deltas`` each at
+    ``rate``/s, interleaved), the first with a grandchild streaming too; the
+    parent writes progress between them. Keyed by run id: merge with :func:`merged`."""
+    parent = TimedFactory(run_id="run_parent", thread_id="thread_parent")
+    kids = [
+        TimedFactory(run_id=f"run_{name}", thread_id=f"thread_{name}")
+        for name in ("talker", "tooler", "grandchild")
+    ]
+    for kid, name in zip(kids, ("talker", "tooler", "grandchild"), strict=True):
+        kid.agent = name  # type: ignore[attr-defined]
+    talker, tooler, grand = kids
+    parent.start()
+    parent.streamed_message(["Asking ", "two helpers."])
+    for kid in (talker, tooler):
+        child_step(parent, kid, "created")
+        child_step(parent, kid, "in_progress")
+        kid.start()
+    child_step(talker, grand, "created")
+    grand.start()
+    ids = {kid.run_id: kid.message_created()[0] for kid in kids}
+    text = (PARAGRAPH + "\n\n") * (deltas * 4 // len(PARAGRAPH) + 1)
+    chunks = [text[i : i + 4] for i in range(0, deltas * 4, 4)]
+    for i, chunk in enumerate(chunks):
+        for kid in kids:
+            kid.at(i / rate).delta(ids[kid.run_id], chunk)
+    end = len(chunks) / rate
+    answer = "".join(chunks)
+    # Each run ends before the step that stands for it, as run_child waits for it.
+    grand.at(end).message_done(ids[grand.run_id], answer)
+    grand.end()
+    child_step(talker.at(end + 0.005), grand, "completed", answer)
+    for kid in (talker, tooler):
+        kid.at(end + 0.005).message_done(ids[kid.run_id], answer)
+        kid.end()
+        child_step(parent.at(end + 0.01), kid, "completed", answer)
+    parent.streamed_message(["Both ", "answered."])
+    parent.end()
+    return {f.run_id: f.timed for f in (parent, *kids)}
+
+
+def merged(runs: dict[str, Timed]) -> Timed:
+    """Several runs' timed events as one feed, in time order (stable per run)."""
+    return sorted((pair for timed in runs.values() for pair in timed), key=lambda p: p[0])
+
+
 MIXES: dict[str, Callable[[], Timed]] = {
     "long message": long_message,
     "300 short messages": short_messages,

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..reducer import MessageState, RunState, StepState
+from ..reducer import ChildRef, MessageState, RunState, StepState
 
 #: Status -> (label, colour). Labels are what the issue lists; ``in_progress``
 #: reads better as "running".
@@ -118,12 +118,17 @@ class ToolCallView:
 
 @dataclass(frozen=True)
 class ToolBlock:
-    """A ``tool_calls`` run step: its calls and how far it got."""
+    """A ``tool_calls`` run step: its calls and how far it got.
+
+    ``child`` is set for a ``run_agent`` step: a view nests that child run's
+    own view there (when it has the child's events) instead of the call line.
+    """
 
     key: str
     status: str
     calls: tuple[ToolCallView, ...]
     error: str | None = None
+    child: ChildRef | None = None
 
     @property
     def ended(self) -> bool:
@@ -236,7 +241,7 @@ def _tool_block(step: StepState) -> ToolBlock | None:
     calls = tuple(ToolCallView(c.name, c.arguments, c.output) for c in step.calls)
     if not calls:
         return None  # a step whose first fragment has not arrived yet
-    return ToolBlock(key_of(step), step.status, calls, step.last_error)
+    return ToolBlock(key_of(step), step.status, calls, step.last_error, step.child)
 
 
 def _live(state: RunState, info: RunInfo) -> LiveMessage | None:

@@ -19,9 +19,10 @@ import threading
 from typing import Any, TextIO
 
 from ..events import Event, delta_text
-from ..reducer import RunState
+from ..reducer import ChildRef, RunState
 from .bundle import AnswerBlock, call_plain
 from .present import RunInfo, present, status_label
+from .tree import ChildInfo, RunTree
 
 #: Events after which finished blocks (answers, tool steps, notices) may be new.
 _BOUNDARIES = (
@@ -70,16 +71,61 @@ class TerminalRenderer:
         self._notices = 0
         self._line_open = False
         self._finished = False
+        self.tree = RunTree(self.state)
+        self._children: dict[str, TerminalRenderer] = {}
+
+    def follow_child(self, run_id: str, *, stop: Any = None, **info: Any) -> None:
+        """What a sub-agent is (``agent_name``, ``show_streaming_message``); a terminal
+        has no Stop button, so ``stop`` is not kept (Ctrl-C stops the whole tree)."""
+        with self._lock:
+            self.tree.info[run_id] = ChildInfo(**info)
 
     def __call__(self, event: Event) -> None:
         with self._lock:
-            if self._finished or not self.state.apply(event):
+            if self._finished:
+                return
+            if self.tree.state_for(event) is not self.state:
+                self._child(event)
+                return
+            if not self.state.apply(event):
                 return
             name = event.event
             if name == "thread.message.delta":
                 self._on_delta(event.data if isinstance(event.data, dict) else {})
             elif name in _BOUNDARIES:
                 self._print_new()
+
+    def _child(self, event: Event) -> None:
+        """A sub-agent's event: its text and notes go to ``status``, indented under
+        a ``↳ agent`` line, so ``stream`` keeps only the parent's answer."""
+        self.tree.apply(event)  # where it sits in the tree: for grandchildren's depth
+        if self.status is None:
+            return
+        child = self._children.get(event.run_id)
+        if child is None:
+            ref = next(
+                (
+                    step.child
+                    for state in (self.state, *self.tree.runs.values())
+                    for step in state.steps
+                    if step.child is not None and step.child.run_id == event.run_id
+                ),
+                ChildRef(event.run_id, ""),
+            )
+            depth = self.tree.depth(event.run_id)
+            out = Indented(self.status, "  │ " * depth)
+            info = self.tree.child_info(ref)
+            self._note(f"{'  │ ' * (depth - 1)}↳ {info.agent_name or 'sub-agent'}")
+            child = self._children[event.run_id] = TerminalRenderer(
+                out,
+                show_text=self.live,
+                show_streaming_message=info.show_streaming_message,
+                status=out,
+                summary=True,
+            )
+        child(event)
+        if event.event == "done":
+            child.finish()
 
     def _on_delta(self, data: dict[str, Any]) -> None:
         streaming = self.state.streaming
@@ -140,3 +186,21 @@ class TerminalRenderer:
             if self.summary:
                 vm = present(self.state, self.info, deltas=getattr(result, "deltas", None))
                 self._note(f"[{status_label(vm.status)} · {vm.counter.summary}]")
+
+
+class Indented:
+    """A text stream that starts every line with ``prefix`` (a sub-agent's output)."""
+
+    def __init__(self, stream: TextIO, prefix: str) -> None:
+        self.stream, self.prefix, self._at_start = stream, prefix, True
+
+    def write(self, text: str) -> int:
+        for line in text.splitlines(keepends=True):
+            if self._at_start:
+                self.stream.write(self.prefix)
+            self.stream.write(line)
+            self._at_start = line.endswith("\n")
+        return len(text)
+
+    def flush(self) -> None:
+        self.stream.flush()

@@ -79,6 +79,9 @@ class Throttle:
         self.flushes = 0
         self.boundary_flushes = 0
         self.largest = 0  # the most messages one refresh has sent
+        #: Messages the *next* refresh will send beyond a usual one (a sub-agent's
+        #: panel to build): it waits until they fit too. The renderer sets it.
+        self.extra = 0
         self._last: float | None = None
         self._sent: deque[tuple[float, int]] = deque()  # (time, messages), oldest first
         self._in_window = 0
@@ -107,7 +110,8 @@ class Throttle:
         wait = 0.0 if self._last is None else self.interval - (now - self._last)
         if len(self._refreshes) >= self.max_refreshes - 1:  # keep one for the final render
             wait = max(wait, self._refreshes[-(self.max_refreshes - 1)] + WINDOW - now)
-        return max(0.0, wait, self._window_wait(now, self.max_messages - self.refresh_cost))
+        allowed = max(0, self.max_messages - self.refresh_cost - self.extra)
+        return max(0.0, wait, self._window_wait(now, allowed))
 
     @property
     def refresh_cost(self) -> int:

@@ -41,6 +41,7 @@ from tests.support.chaos import (
     HubProc,
     Stored,
     StreamRecorder,
+    init_store,
     resume_problems,
     stored_events,
     stored_run_status,
@@ -92,6 +93,7 @@ def agents(srv: ScriptedOpenAI, tmp_path: Path) -> Iterator[Path]:
     srv.default = Reply.text(*[f"d{i} " for i in range(DELTAS)], delay=DELAY)
     folder = tmp_path / "agents"
     make_agent(folder / "streamer", STREAM_REPLY)
+    init_store()  # hubs start in parallel
     yield folder
 
 

@@ -23,7 +23,7 @@ import httpx
 import pytest
 
 from tests.agent_helpers import make_agent
-from tests.support.chaos import ROOT, HubProc, StreamRecorder
+from tests.support.chaos import ROOT, HubProc, StreamRecorder, init_store
 from tests.support.openai_server import Reply, ScriptedOpenAI
 
 STREAM_REPLY = "env.add_reply(env.completion(env.list_messages(), stream=True))\n"
@@ -78,6 +78,7 @@ def _outcomes(results: list[dict[str, str | None]]) -> str:
 
 
 def test_concurrent_first_runs_in_fresh_processes_all_complete(agents: Path) -> None:
+    init_store()
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     children = [
         subprocess.Popen(

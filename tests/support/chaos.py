@@ -218,6 +218,19 @@ class Stored:
     data: Any
 
 
+def init_store() -> None:
+    """Create ``$NEARNB_HOME``'s store (in WAL mode) before several processes open it at once.
+
+    Processes that all open a fresh store file together race to switch it to WAL, and the
+    loser's ``PRAGMA journal_mode=WAL`` fails at once with ``database is locked`` (SQLite does
+    not wait on the busy timeout there): a defect of its own, reported apart, that tests of
+    other things should not trip over.
+    """
+    from nearnb.store import Store
+
+    Store().close()
+
+
 def store_path() -> Path:
     from nearnb.config import home
 

@@ -100,16 +100,20 @@ class DataMixin(EnvBase):
 
     def upload_file(
         self,
-        file_content: str,
+        file_content: str | bytes,
         purpose: str = "assistants",
         encoding: str | None = "utf-8",
         file_name: str | None = "file.txt",
         file_type: str | None = "text/plain",
     ) -> FileObject | None:
-        """Keep a file for vector stores; None for empty content, as NEAR."""
+        """Keep a file for vector stores; None for empty content, as NEAR. Bytes are kept as
+        they are (NEAR's signature said ``str``, but agents passed file bytes too)."""
         if not file_content:
             return None
-        raw = file_content.encode(encoding or "utf-8")
+        if isinstance(file_content, bytes):
+            raw = file_content
+        else:
+            raw = file_content.encode(encoding or "utf-8")
         obj = self._vector_stores.upload(raw, file_name or "file.txt", purpose)
         return _openai_types().FileObject.model_validate(obj)
 

@@ -155,6 +155,20 @@ def test_a_failing_embeddings_endpoint_marks_the_file_failed(
     assert out["hits"] == []  # nothing was indexed, and an empty store embeds no query
 
 
+def test_bytes_upload_and_a_file_that_is_not_text(esrv: EmbeddingsServer, tmp_path: Path) -> None:
+    code = (
+        "import json\n"
+        "f = env.upload_file(b'\\xff\\xfe\\x00binary', file_name='blob.bin')\n"
+        "s = env.create_vector_store('kb', [f.id])\n"
+        "v = env.get_vector_store_files(s.id)[0]\n"
+        "env.add_reply(json.dumps({'bytes': f.bytes, 'error': v.last_error.model_dump()}))\n"
+    )
+    out = report(run_agent(make_agent(tmp_path / "blob", code), "go"))
+    assert out["bytes"] == 9
+    assert out["error"]["code"] == "unsupported_file"
+    assert esrv.embedding_requests == []
+
+
 def test_unknown_ids_are_refused_clearly(esrv: EmbeddingsServer, tmp_path: Path) -> None:
     code = (
         "out = []\n"

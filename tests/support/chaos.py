@@ -162,10 +162,8 @@ class StreamRecorder:
         json_body: dict[str, Any] | None = None,
         headers: dict[str, str] | None = None,
         on_frame: Callable[[Frame], None] | None = None,
-        stop_after: int | None = None,
     ) -> None:
-        """One connection, read until the server ends it or it breaks (both are recorded), or
-        until this connection brought ``stop_after`` frames (then the client closes it)."""
+        """One connection, read until the server ends it or it breaks (both are recorded)."""
         connection = len(self.statuses)
         timeout = httpx.Timeout(10.0, read=READ_TIMEOUT)
         try:
@@ -189,11 +187,6 @@ class StreamRecorder:
                     self.frames.append(frame)
                     if on_frame is not None:
                         on_frame(frame)
-                    if stop_after is not None and frame.connection == connection:
-                        stop_after -= 1
-                        if stop_after <= 0:
-                            self.endings.append("closed by the client")
-                            return
             self.endings.append("closed by the server")
         except httpx.TransportError as exc:
             if len(self.statuses) == connection:

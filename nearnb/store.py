@@ -138,9 +138,11 @@ class Store:
         self.event_ttl = event_ttl
         self._lock = threading.RLock()
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        # busy_timeout first: processes opening a new file at once then wait for
+        # each other's switch to WAL instead of failing with "database is locked".
+        self._db.execute("PRAGMA busy_timeout=10000")
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA busy_timeout=10000")
         with self._lock:
             self._db.executescript(_SCHEMA)  # executescript manages its own transaction
         # Housekeeping on open is enough: every kernel, CLI run and hub opens a store,

@@ -8,11 +8,15 @@ is the run's recording header: the agent's identity and ``metadata.json``
 and where the thread stood when the run began, which export needs and the
 store's run row does not hold.
 
-Cost on the agent's hot path, per chunk: one list append in
-:class:`RecordingStream`; every :data:`BATCH` chunks are serialised in one
-pydantic-core call (no per-chunk Python ``model_dump``), and the call's row is
-written in one transaction when the stream ends. ``NEARNB_RECORD=0`` turns it
-off (bench/bench_pipeline.py measures both).
+Cost on the agent's hot path, per chunk: for an HTTP stream, keeping the
+chunk's JSON text exactly as it came over the wire (the transport has it; a
+list append); for other sources, one pydantic-core serialisation (~4-7 us).
+The call's row is written in one transaction when the stream ends. Measured
+with bench_pipeline's run, serialising every chunk cost the run 1.3-1.5x
+(the serialiser's own time, amplified by the run's other threads), and
+keeping chunk objects to serialise later cost as much (a few hundred live
+chunk objects slow every garbage collection); the wire text costs neither.
+``NEARNB_RECORD=0`` turns recording off.
 
 :class:`Recorder` belongs to one run's :class:`~nearnb.modelchoice.ModelChoice`,
 which wraps every provider it resolves with :meth:`Recorder.wrap`.
@@ -38,8 +42,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("nearnb.recording")
 
-#: Chunks serialised together; bounds the memory a long stream holds as objects.
-BATCH = 256
 RECORD_ENV = "NEARNB_RECORD"
 
 
@@ -48,22 +50,37 @@ def recording_enabled() -> bool:
     return os.environ.get(RECORD_ENV, "1").strip().lower() not in ("0", "false", "off", "no")
 
 
-_dump_chunks: Any = None
-
-
-def _chunk_batch_json(chunks: list[Any]) -> str:
-    """``[chunk, ...]`` as JSON in one pydantic-core call (fields the source set only)."""
-    global _dump_chunks
-    if _dump_chunks is None:
-        from openai.types.chat import ChatCompletionChunk
-        from pydantic import TypeAdapter
-
-        _dump_chunks = TypeAdapter(list[ChatCompletionChunk]).dump_json
+def chunk_json(chunk: Any) -> bytes:
+    """One chunk as JSON bytes: the fields its source set (the wire's), in one core call."""
     try:
-        return _dump_chunks(chunks, exclude_unset=True, warnings=False).decode()
+        return chunk.__pydantic_serializer__.to_json(chunk, exclude_unset=True, warnings=False)
     except Exception:  # a leniently constructed chunk the schema cannot serialise
-        parts = [c.model_dump(mode="json", exclude_unset=True, warnings=False) for c in chunks]
-        return json.dumps(parts, default=str, ensure_ascii=False)
+        data = chunk.model_dump(mode="json", exclude_unset=True, warnings=False)
+        return json.dumps(data, default=str, ensure_ascii=False).encode()
+
+
+def _tap_wire_json(stream: Any, parts: list[Any]) -> bool:
+    """Have an HTTP chunk stream hand each chunk's wire JSON to ``parts``; False if it cannot.
+
+    :class:`~nearnb.providers.openai_compat.SSEChunkStream` turns each SSE data
+    field into a chunk in ``_dispatch(text)``; wrapping that method on this one
+    instance keeps ``text`` for every data field that became a chunk (not
+    ``[DONE]``, not an error event). A transport without it is serialised instead.
+    """
+    from .providers.openai_compat import SSEChunkStream
+
+    dispatch = getattr(stream, "_dispatch", None)
+    if not isinstance(stream, SSEChunkStream) or not callable(dispatch):
+        return False
+    append = parts.append
+
+    def keep(text: str) -> Any:
+        chunk = dispatch(text)
+        append(text)
+        return chunk
+
+    stream._dispatch = keep  # type: ignore[method-assign]
+    return True
 
 
 class Recorder:
@@ -253,8 +270,9 @@ class RecordingStream:
         self._recorder = recorder
         self._n = n
         self._request = request
-        self._pending: list[Any] = []
-        self._batches: list[str] = []
+        # Text or bytes, never chunk objects: the garbage collector does not scan strings.
+        self._parts: list[Any] = []
+        self._raw = _tap_wire_json(inner, self._parts)
         self._saved = False
 
     def __iter__(self) -> Iterator[Any]:
@@ -269,11 +287,8 @@ class RecordingStream:
         except BaseException as exc:
             self._finish("error", exc)
             raise
-        pending = self._pending
-        pending.append(chunk)
-        if len(pending) >= BATCH:
-            self._batches.append(_chunk_batch_json(pending)[1:-1])
-            self._pending = []
+        if not self._raw:
+            self._parts.append(chunk_json(chunk))
         return chunk
 
     def close(self) -> None:
@@ -287,11 +302,9 @@ class RecordingStream:
         if self._saved:
             return
         self._saved = True
-        if self._pending:
-            self._batches.append(_chunk_batch_json(self._pending)[1:-1])
-            self._pending = []
-        chunks = "[" + ",".join(b for b in self._batches if b) + "]"
-        self._batches = []
+        parts = self._parts
+        chunks = "[" + (",".join(parts) if self._raw else b",".join(parts).decode()) + "]"
+        self._parts = []
         self._recorder.save(self._n, self._request, _response(chunks, None, reason, error))
 
 

@@ -64,6 +64,16 @@ def test_each_streamed_request_and_its_chunks_are_kept_in_order(
     assert [m.text for m in result.messages] == ["Know thyself.", "The Forms."]
 
 
+def test_http_chunks_are_kept_as_the_wire_sent_them(srv: ScriptedOpenAI, tmp_path: Path) -> None:
+    """The transport's own JSON text, not a re-serialisation (cheaper, and exactly what came)."""
+    result = _streaming_run(srv, tmp_path)
+    _, calls = recorded_calls(default_store(), result.run_id)
+    chunk = calls[0][2]["chunks"][1]  # type: ignore[index]
+    # the scripted server writes id, object, created, model, choices; pydantic would
+    # serialise id, choices, created, model, object
+    assert list(chunk)[:5] == ["id", "object", "created", "model", "choices"]
+
+
 def test_a_non_streamed_completion_and_its_parameters_are_kept(
     srv: ScriptedOpenAI, tmp_path: Path
 ) -> None:
@@ -208,3 +218,28 @@ def test_the_recording_wrapper_still_looks_like_its_provider() -> None:
     assert wrapped.base_url == "http://127.0.0.1:9/v1" and wrapped.name == "x"
     assert "sk-never-shown" not in repr(wrapped)
     assert json.dumps(wrapped.map_model("m")) == '"m"'
+
+
+def test_the_magic_and_the_attach_command_play_a_file(
+    srv: ScriptedOpenAI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from IPython.core.interactiveshell import InteractiveShell
+
+    result = _streaming_run(srv, tmp_path)
+    path = result.save(tmp_path / "run file.jsonl")  # a space: the magic line is shell-split
+
+    done = nearnb_cli("attach", str(path), "--speed", "50")
+    assert done.returncode == 0, done.stderr
+    assert "Know thyself." in done.stdout and "The Forms." in done.stdout
+
+    monkeypatch.setenv("NEARNB_DISPLAY", "plain")
+    shell = InteractiveShell.instance()
+    assert shell.run_cell("%load_ext nearnb").success
+    try:
+        cell = shell.run_cell(f"%near_agent --attach '{path}'")
+        assert cell.error_in_exec is None, cell.error_in_exec
+        played = cell.result
+    finally:
+        shell.run_cell("%reload_ext nearnb")
+    assert (played.status, played.run_id) == ("completed", result.run_id)
+    assert played.text == result.text

@@ -17,6 +17,7 @@ import pytest
 
 from nearnb.providers import ProviderError, resolve
 from nearnb.providers.replay import ReplayMismatch, ReplayProvider
+from nearnb.recording import recorded_calls
 from nearnb.replayfile import Recording
 from nearnb.runs import RunResult, run_agent
 from nearnb.testing import Replayer
@@ -76,6 +77,10 @@ def test_export_then_replay_gives_identical_messages_with_no_model(
     assert replayed.model == "replay::scripted::test-model"
     assert replayed.text == nearnb_replay.load(path).text
     assert len(srv.requests) == served  # the server heard nothing from the replay
+    # the replay is recorded too (chunks re-serialised, not from a wire): same contents
+    _, calls = recorded_calls(nearnb_replay.store, replayed.run_id)
+    recorded = [call.chunks for call in nearnb_replay.load(path).calls]
+    assert [response["chunks"] for _, _, response in calls] == recorded  # type: ignore[index]
 
 
 def test_replay_through_run_agent_cli_and_hub_with_a_new_message(

@@ -117,6 +117,25 @@ class DataMixin(EnvBase):
         obj = self._vector_stores.upload(raw, file_name or "file.txt", purpose)
         return _openai_types().FileObject.model_validate(obj)
 
+    def read_file_by_id(self, file_id: str, decode: str | None = "utf-8") -> str | bytes:
+        """An uploaded file's content (NEAR read it from its hub's files API)."""
+        content = self._vector_stores.file_content(file_id)
+        if content is None:
+            raise ValueError(f"file not found: {file_id}")
+        return content.decode(decode) if decode else content
+
+    def list_files_from_thread(
+        self, order: str = "asc", thread_id: str | None = None
+    ) -> list[FileObject]:
+        """The uploaded files attached to the thread's messages, in message order."""
+        self._ports.sync()
+        messages = self._ports.store.list_messages(
+            thread_id or self.thread_id, order="desc" if order == "desc" else "asc"
+        )
+        ids = [a.file_id for m in messages for a in m.attachments or () if a.file_id]
+        files = [self._vector_stores.get_file(file_id) for file_id in ids]
+        return [_openai_types().FileObject.model_validate(f) for f in files if f is not None]
+
     def remove_file(self, file_id: str) -> FileDeleted:
         """Delete an uploaded file; it leaves every vector store too."""
         return _openai_types().FileDeleted.model_validate(self._vector_stores.delete_file(file_id))

@@ -382,3 +382,27 @@ def test_the_hub_refuses_bad_requests_and_writes_nothing(
     error = response.json()["error"]
     assert set(error) == {"message", "type", "param", "code"} and error["message"]
     assert rows() == before
+
+
+def test_files_by_id_and_files_attached_to_the_thread(srv: Any, tmp_path: Path) -> None:
+    """NEAR's read_file_by_id / list_files_from_thread over uploaded files; no embedding."""
+    code = (
+        "import json\n"
+        "f = env.upload_file('notes for later', file_name='notes.txt')\n"
+        "env.add_reply('see attached', attachments=[f.id])\n"
+        "listed = env.list_files_from_thread()\n"
+        "try:\n"
+        "    env.read_file_by_id('file_missing')\n"
+        "    missing = None\n"
+        "except ValueError as exc:\n"
+        "    missing = str(exc)\n"
+        "env.add_reply(json.dumps({'text': env.read_file_by_id(f.id),\n"
+        "    'raw': env.read_file_by_id(f.id, decode=None).decode(),\n"
+        "    'listed': [(x.id, x.filename) for x in listed], 'id': f.id, 'missing': missing}))\n"
+    )
+    result = run_agent(make_agent(tmp_path / "files", code), "go")
+    assert result.status == "completed", result.traceback
+    out = json.loads(result.messages[-1].text)
+    assert out["text"] == out["raw"] == "notes for later"
+    assert out["listed"] == [[out["id"], "notes.txt"]]
+    assert out["missing"] == "file not found: file_missing"

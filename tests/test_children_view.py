@@ -332,7 +332,8 @@ def test_other_displays_follow_real_children(
     )
     handle = start_run(agents(tmp_path), "Hi")
     shown = api.render(handle, display=display, **options)
-    assert shown.status == "completed" and shown.children[0].children[0].text == "leaf given"
+    assert shown.status == "completed", shown.traceback
+    assert shown.children[0].children[0].text == "leaf given"
     if display == "terminal":
         assert stream.getvalue() == "Asking the helper.\n\nDone: help given\n\n"
         text = status.getvalue()

@@ -34,6 +34,7 @@ import httpx
 from httpx_sse import EventSource
 
 from . import file_attach
+from .follow import Children
 from .session import (
     IDLE_TIMEOUT,
     MAX_EVENT_BYTES,
@@ -192,6 +193,8 @@ def attach(
         max_event_bytes=max_event_bytes,
         idle_timeout=idle_timeout,
     )
+    limits = {"max_line_bytes": max_line_bytes, "max_event_bytes": max_event_bytes}
+    session.follower = Children(session, attach, token=token, speed=speed, client=client, **limits)
     http = client or httpx.Client(timeout=_timeout(read_timeout, idle_timeout))
     try:
         while not session.over:
@@ -319,6 +322,8 @@ async def attach_async(
         max_event_bytes=max_event_bytes,
         idle_timeout=idle_timeout,
     )
+    limits = {"max_line_bytes": max_line_bytes, "max_event_bytes": max_event_bytes}
+    session.follower = Children(session, attach, token=token, speed=speed, **limits)  # threads
     http = client or httpx.AsyncClient(timeout=_timeout(read_timeout, idle_timeout))
     try:
         while not session.over:

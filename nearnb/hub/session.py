@@ -140,6 +140,7 @@ class Session:
         self.idle_since = time.monotonic()  # the connection's start or its last new event
         self.settling = False  # a resume got 204 without the run's end: ask for the run
         self.hub_run: dict[str, Any] | None = None  # the run object asked for, once it had ended
+        self.follower: Any = None  # nearnb.hub.follow.Children: the sub-agents' own attaches
 
     # ------------------------------------------------------------- requests
 
@@ -306,6 +307,8 @@ class Session:
                 self.renderer(event)
             except Exception:  # a broken view must not lose the stream
                 log.exception("nearnb: attach renderer failed")
+        if self.follower is not None:
+            self.follower.see(event)  # a step naming a child: follow it (its own thread)
         if event.event == "done" or (event.event in TERMINAL_EVENTS and not self.numbered):
             # NEAR's hub never sent done nor closed the stream: its terminal event is the end.
             self.finished = True
@@ -357,6 +360,8 @@ class Session:
         return error
 
     def close_view(self, result: Any) -> None:
+        if self.follower is not None:  # the children end first; the view shows them all
+            result.children = self.follower.join(stop=self.stopped or not self.finished)
         if self.renderer is not None and hasattr(self.renderer, "finish"):
             try:
                 self.renderer.finish(result)
@@ -387,6 +392,7 @@ def _open_view(display: Any, first: Event, show_streaming_message: bool, on_stop
     ``finish``), such as the CLI's terminal renderer.
     """
     if callable(display) and hasattr(display, "finish"):
+        getattr(display, "bind_stop", lambda stop: None)(on_stop)  # a sub-agent's feed
         return display
     from ..view import open_view
 

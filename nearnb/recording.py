@@ -50,12 +50,12 @@ def recording_enabled() -> bool:
     return os.environ.get(RECORD_ENV, "1").strip().lower() not in ("0", "false", "off", "no")
 
 
-def chunk_json(chunk: Any) -> bytes:
-    """One chunk as JSON bytes: the fields its source set (the wire's), in one core call."""
+def chunk_json(obj: Any) -> bytes:
+    """A chunk (or completion) as JSON bytes: the fields its source set, in one core call."""
     try:
-        return chunk.__pydantic_serializer__.to_json(chunk, exclude_unset=True, warnings=False)
-    except Exception:  # a leniently constructed chunk the schema cannot serialise
-        data = chunk.model_dump(mode="json", exclude_unset=True, warnings=False)
+        return obj.__pydantic_serializer__.to_json(obj, exclude_unset=True, warnings=False)
+    except Exception:  # a leniently constructed object the schema cannot serialise
+        data = obj.model_dump(mode="json", exclude_unset=True, warnings=False)
         return json.dumps(data, default=str, ensure_ascii=False).encode()
 
 
@@ -214,9 +214,12 @@ class RecordingProvider:
         return repr(self._inner)
 
     def _request(self, kind: str, messages: Any, model: str, params: dict[str, Any]) -> tuple:
-        record = replayfile.request_record(
-            kind, self._model, messages, params, provider_model=model, label=self._label
-        )
+        try:
+            record = replayfile.request_record(
+                kind, self._model, messages, params, provider_model=model, label=self._label
+            )
+        except Exception as exc:  # recording must never be why an agent's request fails
+            record = {"kind": kind, "model": self._model, "unrecordable": repr(exc)[:300]}
         return self._recorder.number(), record
 
     def complete(self, messages: list[dict[str, Any]], *, model: str, **params: Any) -> Any:
@@ -226,7 +229,7 @@ class RecordingProvider:
         except BaseException as exc:
             self._recorder.save(n, request, _response(None, None, "error", exc))
             raise
-        body = completion.model_dump_json(exclude_unset=True, warnings=False)
+        body = chunk_json(completion).decode()
         self._recorder.save(n, request, _response(None, body, "done", None))
         return completion
 

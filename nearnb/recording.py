@@ -134,6 +134,14 @@ class Recorder:
             if self._started:
                 return
             self._started = True
+        try:
+            header = self._header(resolved)
+        except Exception:  # like a failed write: the run goes on, its export guesses the rest
+            logger.exception("nearnb: could not record run %s's header", self._owner.run_id)
+            return
+        self._save(0, header, None, expire=True)
+
+    def _header(self, resolved: Resolved) -> dict[str, Any]:
         owner = self._owner
         agent = owner.agent
         try:
@@ -146,7 +154,7 @@ class Recorder:
             "ORDER BY n DESC LIMIT 1",
             (owner.thread_id, owner.run_id),
         )
-        header = {
+        return {
             "agent": {
                 "identifier": agent.identifier,
                 "name": agent.name,
@@ -157,7 +165,6 @@ class Recorder:
             "provider": resolved.label.partition("::")[0],
             "last_input_message": last[0][0] if last else None,
         }
-        self._save(0, header, None, expire=True)
 
     def number(self) -> int:
         return next(self._numbers)

@@ -24,6 +24,7 @@ nearnb's heavier dependencies; they load when a test uses the fixture.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -115,7 +116,7 @@ class Replayer:
 
 
 @pytest.fixture
-def nearnb_replay(tmp_path_factory: pytest.TempPathFactory) -> Any:
+def nearnb_replay(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Replayer]:
     """Re-run agents against recorded-run files, offline (see :mod:`nearnb.testing`)."""
     replayer = Replayer(tmp_path_factory.mktemp("nearnb-replay"))
     yield replayer

@@ -7,6 +7,7 @@ in a subprocess and a real hub on a socket, and the three must agree byte for by
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Iterator
@@ -16,7 +17,7 @@ import httpx
 import pytest
 
 import nearnb
-from nearnb.hub.client import RunNotFound, StreamProtocolError
+from nearnb.hub.client import RunNotFound, StreamProtocolError, attach_async
 from nearnb.providers.openai_compat import OpenAICompatProvider
 from nearnb.recording import RecordingProvider, recorded_calls
 from nearnb.replayfile import RecordingError, load
@@ -106,6 +107,7 @@ def test_save_cli_export_and_hub_route_give_the_same_file(
     done = nearnb_cli("export", result.run_id, "-o", str(tmp_path / "cli.jsonl"))
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "cli.jsonl").read_bytes() == saved
+    assert nearnb_cli("export", result.run_id).stdout.encode() == saved  # no -o: stdout
 
     url = f"{hub.url}/v1/threads/{result.thread_id}/runs/{result.run_id}/export"  # type: ignore[attr-defined]
     response = httpx.get(url, timeout=30)
@@ -173,6 +175,9 @@ def test_attach_plays_a_file_through_the_view_like_the_run(
     # as from a hub's stream: everything but the closing ``done``
     assert [e.event for e in played.events] == [e.event for e in result.events][:-1]
     assert played.deltas == result.deltas
+
+    awaited = asyncio.run(attach_async(str(path), display="none"))
+    assert [e.event for e in awaited.events] == [e.event for e in played.events]
 
     start = time.monotonic()
     nearnb.attach(path, speed=4.0, display="none")

@@ -305,6 +305,13 @@ class RecordingStream:
         self._finish("closed", None)
         self._inner.close()
 
+    def __enter__(self) -> RecordingStream:
+        """``with client.chat.completions.create(..., stream=True) as s:`` (env.openai)."""
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def __getattr__(self, name: str) -> Any:  # e.g. SSEChunkStream.chunks
         return getattr(self._inner, name)
 

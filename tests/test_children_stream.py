@@ -289,3 +289,33 @@ def test_attach_with_display_none_still_returns_the_tree(
     )
     assert [c.agent for c in result.children] == ["local/talker/0.1.0", "local/tooler/0.1.0"]
     assert result.children[0].children[0].text == "Leaf."
+
+
+# ---------------------------------------------------------------- the example
+
+
+def test_the_orchestrator_example(srv: ScriptedOpenAI) -> None:
+    """examples/orchestrator on the scripted server: progress deltas, a streaming child,
+    a child whose tool call (written as text, as the embedded model does) is a step."""
+    from tests.conftest import EXAMPLES
+
+    srv.script(["Stars ", "burn ", "hydrogen."])
+    srv.script(['<tool_call>{"name": "add", "arguments": {"a": 19, "b": 23}}</tool_call>'])
+    result = run_agent(EXAMPLES / "orchestrator", "Why do stars shine?", provider="scripted")
+    assert result.status == "completed", result.traceback
+    storyteller, calculator = result.children
+    assert (storyteller.agent, storyteller.text, storyteller.deltas) == (
+        "storyteller",
+        "Stars burn hydrogen.",
+        3,
+    )
+    assert calculator.text == 'add({"a": 19, "b": 23}) = 42'
+    (step,) = [e.data for e in calculator.events if e.event == "thread.run.step.completed"]
+    assert step["step_details"]["tool_calls"][0]["function"]["output"] == "42"
+    assert [m.text for m in result.messages] == [
+        "Plan: the storyteller answers in words, the calculator adds with a tool.",
+        "Asking the storyteller…",
+        "Asking the calculator…",
+        "Storyteller: Stars burn hydrogen.\n\nCalculator: " + calculator.text,
+    ]
+    assert result.deltas == 9  # every one written by the agent, none by a model

@@ -248,3 +248,20 @@ def test_the_magic_and_the_attach_command_play_a_file(
         shell.run_cell("%reload_ext nearnb")
     assert (played.status, played.run_id) == ("completed", result.run_id)
     assert played.text == result.text
+
+
+def test_env_openai_streams_are_recorded_and_still_work_as_context_managers(
+    srv: ScriptedOpenAI, tmp_path: Path
+) -> None:
+    code = (
+        "create = env.openai.chat.completions.create\n"
+        "with create(messages=env.list_messages(), stream=True) as s:\n"
+        "    text = ''.join(c.choices[0].delta.content or '' for c in s if c.choices)\n"
+        "env.add_reply(text)\n"
+    )
+    srv.script(["via ", "env.openai"])
+    result = run_agent(make_agent(tmp_path / "sdkish", code), "hi")
+    assert (result.status, result.text) == ("completed", "via env.openai"), result.error
+    _, [(_, request, response)] = recorded_calls(default_store(), result.run_id)
+    assert request["kind"] == "stream" and response is not None
+    assert response["reason"] == "done" and len(response["chunks"]) >= 2

@@ -319,3 +319,40 @@ def test_the_orchestrator_example(srv: ScriptedOpenAI) -> None:
         "Storyteller: Stars burn hydrogen.\n\nCalculator: " + calculator.text,
     ]
     assert result.deltas == 9  # every one written by the agent, none by a model
+
+
+def test_an_attached_childs_stop_stops_watching_that_child_only(
+    srv: ScriptedOpenAI, hub: HubServer
+) -> None:
+    gate = threading.Event()
+    srv.script(Reply.text("Talk", "ing ", "here.", gate=gate))
+    srv.script(Reply.text("Le", "af."))
+    srv.script(Reply.tool_call("add", {"a": 2, "b": 3}, text=["Adding."]))
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    with httpx.Client(base_url=hub.url, headers=headers, timeout=30) as client:
+        tid = client.post("/v1/threads", json={}).json()["id"]
+        client.post(f"/v1/threads/{tid}/messages", json={"role": "user", "content": "go"})
+        run = client.post(f"/v1/threads/{tid}/runs", json={"assistant_id": "boss"}).json()
+    done: list[Any] = []
+    with recording_comms():
+        view = WidgetRenderer(RunInfo(agent_name="boss"), sink=RecordingSink())
+        url = f"{hub.url}/v1/threads/{tid}/stream/{run['id']}"
+        watcher = threading.Thread(
+            target=lambda: done.append(nearnb.attach(url, token=TOKEN, display=view))
+        )
+        watcher.start()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not view.tree.runs:
+            time.sleep(0.02)
+        (talker_id,) = view.tree.runs
+        while time.monotonic() < deadline and not view.can_stop(talker_id):
+            time.sleep(0.02)
+        view.stop_run(talker_id)  # what the child's Stop button does
+        gate.set()
+        watcher.join(60)
+    (result,) = done
+    assert result.status == "completed"  # the parent was watched to its end
+    talker, tooler = result.children
+    assert talker.status != "completed"  # no longer watched: it ended unseen
+    assert Store().get_run(talker.run_id).status == "completed"  # the run itself went on
+    assert tooler.status == "completed" and tooler.text == "Adding."

@@ -341,3 +341,38 @@ def test_other_displays_follow_real_children(
     else:
         ((data, _),) = sink.final
         assert "> > leaf given" in data["text/markdown"]
+
+
+def test_a_streamed_tool_call_shows_apart_as_it_arrives(
+    srv: ScriptedOpenAI, tmp_path: Path
+) -> None:
+    """Item 5 on a real run: a streamed completion's tool call reaches the view's tool
+    area fragment by fragment, apart from the answer; with show_streaming_message off
+    the text is hidden but the counter still moves."""
+    srv.script(
+        Reply.tool_call(
+            "add", ['{"a": ', "19, ", '"b": 23}'], text=["Let ", "me ", "add."], delay=0.05
+        )
+    )
+    code = (
+        "tools = [{'type': 'function', 'function': {'name': 'add', 'parameters': {}}}]\n"
+        "stream = env.completion(env.list_messages(), stream=True, tools=tools)\n"
+        "env.add_reply(stream)\n"
+    )
+    agent = make_agent(tmp_path / "caller", code, show_streaming_message=False)
+    sink = RecordingSink()
+    with recording_comms() as wire:
+        handle = start_run(agent, "Hi")
+        result = api.render(handle, display="widget", sink=sink, interval=0.05)
+        view_tools = [
+            s["value"] for s in wire.updates() if "nearnb-tools" in str(s.get("value", ""))
+        ]
+        tails = [s["value"] for s in wire.updates() if "Let me" in str(s.get("value", ""))]
+    assert result.status == "completed", result.traceback
+    step_deltas = [e for e in result.events if e.event == "thread.run.step.delta"]
+    assert len(step_deltas) >= 3  # name, then the arguments piece by piece
+    assert any("add(" in v and "…" in v for v in view_tools)  # shown while it streamed
+    assert tails == []  # no live text: the flag is off
+    assert result.deltas == 3
+    ((data, _),) = sink.final
+    assert '🔧 `add({"a": 19, "b": 23})`' in data["text/markdown"]

@@ -164,6 +164,7 @@ def attach(
     :func:`nearnb.run_agent` (``None`` = automatic: the widget in a notebook;
     ``"widget"``, ``"handle"``, ``"plain"``, ``"terminal"``, ``"none"``), or
     a renderer. The view's Stop button stops watching; the run goes on.
+    Sub-agents the run's steps name are followed too, nested in the view (:mod:`.follow`).
 
     Bounds (see :mod:`nearnb.hub.session`): ``max_line_bytes`` (4 MiB) and
     ``max_event_bytes`` (16 MiB) cap what one line and one event may take,

@@ -161,6 +161,18 @@ def run_child(
     step = _step(parent, handle, agent_id, query, threads, runs)
     parent.log.emit("thread.run.step.created", step)
     parent.log.emit("thread.run.step.in_progress", step)
+    # The call as a delta too: openai-python's AssistantEventHandler announces tool
+    # calls (on_tool_call_created / _done) from step deltas, not from the step object.
+    call = step["step_details"]["tool_calls"][0]
+    fragment = {"index": 0, "id": call["id"], "type": "function", "function": call["function"]}
+    parent.log.emit(
+        "thread.run.step.delta",
+        {
+            "id": step["id"],
+            "object": "thread.run.step.delta",
+            "delta": {"step_details": {"type": "tool_calls", "tool_calls": [fragment]}},
+        },
+    )
     while not handle.done:  # the parent's Stop reaches the child
         if parent.log.cancelled.is_set():
             handle.cancel("parent cancelled")

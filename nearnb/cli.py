@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
-from typing import TextIO
+from typing import Any, TextIO
 
 from .agents import Agent, AgentError, load_agent
 from .runs import RunResult, start_run
@@ -76,14 +76,18 @@ def _run_once(
         # its intermediate completions as not user-facing gets only its answers.
         renderer = TerminalRenderer(stream=out, show_streaming_message=agent.show_streaming_message)
     handle = start_run(
-        agent,
-        message,
-        thread_id=thread_id,
-        model=args.model,
-        provider=args.provider,
-        on_event=renderer,
+        agent, message, thread_id=thread_id, model=args.model, provider=args.provider
     )
+    followed: list[Any] = []
+    if renderer is not None:  # the run, and each sub-agent run as its step names it
+        from .api import Follow
+
+        handle.subscribe(Follow(handle, renderer, followed), replay=True)
     result = handle.wait()
+    if followed:
+        for child in followed:
+            child.wait(10.0)  # their views take their last events
+        result = handle.result()
     if renderer is not None:
         renderer.finish(result)
     else:

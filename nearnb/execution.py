@@ -121,7 +121,7 @@ def _on_sys_path(folder: Path) -> Iterator[None]:
     # in a kernel) cost 0.1 s a run.
     prefix = os.path.join(entry, "")
     with _path_lock:
-        for name, module in list(sys.modules.items()):
+        for name, module in sys.modules.copy().items():  # copy(): atomic, unlike iteration
             file = getattr(module, "__file__", None)
             if isinstance(file, str) and file.startswith(prefix):
                 del sys.modules[name]

@@ -51,6 +51,7 @@ from .modelchoice import ModelChoice
 from .persist import DurableListener, StoreSink
 from .reducer import NOTICE_MESSAGE_TYPE, RunState
 from .result import RunResult
+from .runhandle import RunHandle
 from .runlog import RunCancelled, RunLog
 from .sinks import QueuedSink, per_event
 from .store import Store, default_store
@@ -250,74 +251,6 @@ class RunContext:
         for sink in self.log.close():
             sink.close(STORE_DRAIN_TIMEOUT)
         self.finished.set()
-
-
-class RunHandle:
-    """A run executing in the background: observe it, cancel it, wait for it."""
-
-    def __init__(self, ctx: RunContext, thread: threading.Thread) -> None:
-        self._ctx = ctx
-        self._thread = thread
-
-    thread_id = property(lambda self: self._ctx.thread_id)
-    run_id = property(lambda self: self._ctx.run_id)
-    agent = property(lambda self: self._ctx.agent)
-    state = property(lambda self: self._ctx.state)
-    events = property(lambda self: list(self._ctx.events))
-    run = property(lambda self: self._ctx.run)
-
-    @property
-    def done(self) -> bool:
-        return self._ctx.finished.is_set()
-
-    # The child runs it started (env.run_agent), in order; a copy, for views to follow.
-    children = property(lambda self: list(self._ctx.children))
-
-    def child(self, run_id: str) -> RunHandle | None:
-        """The child run a ``run_agent`` step names, so a view can follow it."""
-        return next((c for c in self._ctx.children if c.run_id == run_id), None)
-
-    def subscribe(self, callback: EventCallback, *, replay: bool = True) -> None:
-        self._ctx.subscribe(callback, replay=replay)
-
-    def cancel(self, reason: str = "user") -> None:
-        """Ask the run to stop; safe from any thread, idempotent."""
-        logger.info("nearnb: cancelling %s (%s)", self.run_id, reason)
-        self._ctx.cancel()
-
-    def wait(self, timeout: float | None = None, *, grace: float = 10.0) -> RunResult:
-        """Block until the run ends and return its result.
-
-        Ctrl-C / a kernel interrupt while waiting cancels the run. If the agent
-        is stuck in a call that cannot see the cancel flag, the run is marked
-        cancelled after ``grace`` seconds and its late events are dropped.
-        """
-        deadline = None if timeout is None else time.monotonic() + timeout
-        try:
-            # Short waits in a loop: the main thread then runs Python code often
-            # enough for any interrupt (signal or simulated) to land promptly.
-            while not self._ctx.finished.wait(0.1):
-                if deadline is not None and time.monotonic() >= deadline:
-                    break
-        except KeyboardInterrupt:
-            self.cancel("interrupted")
-            if not self._ctx.finished.wait(grace):
-                self._ctx.sequencer.settle_all(drain=False)
-                self._ctx.finish("cancelled")
-        if self._ctx.finished.is_set():
-            # Subscribers (views) take the last events before the caller finishes them.
-            self._ctx.drain_subscribers(grace)
-        return self.result()
-
-    def result(self) -> RunResult:
-        result = RunResult.from_state(
-            self._ctx.state, list(self._ctx.events), agent=self._ctx.agent.name
-        )
-        result.children = [child.result() for child in self._ctx.children]
-        return result
-
-    def __repr__(self) -> str:
-        return f"<RunHandle {self.run_id} {self.state.status} deltas={self.state.deltas}>"
 
 
 def start_run(

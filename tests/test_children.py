@@ -55,6 +55,7 @@ def test_fork_runs_the_child_on_a_copy_and_the_parent_stream_points_at_it(
     assert [name for name, _ in steps] == [
         "thread.run.step.created",
         "thread.run.step.in_progress",
+        "thread.run.step.delta",  # the call, for clients that announce calls from deltas
         "thread.run.step.completed",
     ]
     call = steps[-1][1]["step_details"]["tool_calls"][0]["function"]

@@ -75,3 +75,18 @@ def test_usage_errors_are_one_clear_line(tmp_path: Path) -> None:
     unknown_thread = make_agent(tmp_path / "ok", "pass\n")
     bad = nearnb("run", str(unknown_thread), "hi", "--thread", "thread_nope")
     assert bad.returncode == 2 and bad.stderr.strip() == "nearnb: thread not found: thread_nope"
+
+
+def test_run_stream_follows_sub_agents(srv: ScriptedOpenAI, tmp_path: Path) -> None:
+    """A child run streams under its parent (on stderr, indented), not as a bare tool line."""
+    srv.script(["child ", "words"], ["parent ", "words"])
+    make_agent(tmp_path / "kid", "env.add_reply(env.completion([], stream=True))\n")
+    boss = make_agent(
+        tmp_path / "boss",
+        "env.run_agent('kid', query='go')\nenv.add_reply(env.completion([], stream=True))\n",
+    )
+    done = nearnb("run", str(boss), "hi", "--stream")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["parent", "words"]
+    child_lines = [line for line in done.stderr.splitlines() if "│" in line]
+    assert any("child words" in line for line in child_lines), done.stderr

@@ -38,7 +38,8 @@ CORE_LAYERS: list[set[str]] = [
     },
     {"nearnb.environment"},
     {"nearnb._compat", "nearnb.execution"},
-    {"nearnb.result", "nearnb.children", "nearnb.runs"},
+    {"nearnb.result", "nearnb.children", "nearnb.runhandle"},
+    {"nearnb.runs"},
 ]
 MAX_LINES = 420
 

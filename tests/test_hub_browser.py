@@ -8,12 +8,17 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 
 from nearnb.hub.server import HubServer
+from tests.agent_helpers import make_agent
 from tests.support.hub import FakeRun, running_hub
 from tests.support.jupyterlab import chromium, require_browser
+from tests.support.openai_server import Reply, ScriptedOpenAI
 
 pytestmark = pytest.mark.browser
 
@@ -95,3 +100,69 @@ def test_event_source_that_does_not_close_is_stopped_by_204_after_done(
     assert seen["ids"] == list(range(1, run.total + 1))  # nothing twice
     assert seen["names"][-1] == "done" and seen["text"] == run.text
     assert seen["readyState"] == 2  # CLOSED: no reconnect loop
+
+
+# The seed document's React client, as written there (state setters become plain variables):
+# NEAR's legacy framing, every frame a 'message' whose data carries the event's name.
+SEED_CLIENT = """
+(path) => new Promise((resolve) => {
+  const seen = {answers: [], streaming: "", unknown: [], stoppedOn: null, errors: []};
+  const eventSource = new EventSource(path);
+  const stopStreaming = (es, why) => { seen.stoppedOn = why; es.close(); resolve(seen); };
+  eventSource.addEventListener('message', (event) => {
+    try {
+      const data = JSON.parse(event.data);
+      const eventType = data.event;
+      switch (eventType) {
+        case 'thread.message.delta':
+          if (!data?.data?.delta?.content) return;
+          const content = data.data.delta.content;
+          if (content.length === 0 || !content[0]?.text?.value) return;
+          seen.streaming = seen.streaming + data.data.delta.content[0].text.value;
+          break;
+        case 'thread.message.completed':
+          if (seen.streaming) { seen.answers.push(seen.streaming); }
+          seen.streaming = '';
+          break;
+        case 'thread.run.completed':
+        case 'thread.run.error':
+        case 'thread.run.canceled':
+        case 'thread.run.expired':
+        case 'thread.run.requires_action':
+          stopStreaming(eventSource, eventType);
+          break;
+        default:
+          if (!eventType.startsWith('thread.')) { seen.unknown.push(eventType); }
+      }
+    } catch (error) { seen.errors.push(String(error)); }
+  });
+  eventSource.onerror = () => {
+    seen.errors.push('sse error'); eventSource.close(); resolve(seen);
+  };
+  setTimeout(() => resolve(seen), 20000);
+})
+"""
+
+
+def test_the_seed_react_client_follows_a_parent_with_sub_agents(
+    srv: ScriptedOpenAI, page: Any, tmp_path: Path
+) -> None:
+    """The parent's stream (run steps for its children included) reads as the seed expects."""
+    agents = tmp_path / "agents"
+    make_agent(agents / "kid", "env.add_reply(env.completion([], stream=True))\n")
+    make_agent(
+        agents / "boss",
+        "env.run_agent('kid', query='q')\nenv.add_reply(env.completion([], stream=True))\n",
+    )
+    srv.script(Reply.text("kid ", "text"), Reply.text("boss ", "text"))
+    with running_hub(agents_dir=agents) as hub:
+        thread = httpx.post(f"{hub.url}/v1/threads", json={}).json()
+        run = httpx.post(
+            f"{hub.url}/v1/threads/{thread['id']}/runs", json={"assistant_id": "boss"}
+        ).json()
+        page.goto(f"{hub.url}/v1/threads/{thread['id']}")
+        path = f"/v1/threads/{thread['id']}/stream/{run['id']}?framing=near"
+        seen = page.evaluate(SEED_CLIENT, path)
+    assert seen["errors"] == [] and seen["unknown"] == []
+    assert seen["stoppedOn"] == "thread.run.completed"
+    assert seen["answers"] == ["boss text"]  # the child's text streams on its own endpoint

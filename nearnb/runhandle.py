@@ -13,12 +13,12 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .events import Event, Run
+from .reducer import RunState
 from .result import RunResult
 
 if TYPE_CHECKING:
     from .agents import Agent
     from .messages import MessageSequencer
-    from .reducer import RunState
 
 logger = logging.getLogger("nearnb.runs")
 
@@ -107,11 +107,27 @@ class RunHandle:
         return self.result()
 
     def result(self) -> RunResult:
-        result = RunResult.from_state(
-            self._ctx.state, list(self._ctx.events), agent=self._ctx.agent.name
-        )
+        events = list(self._ctx.events)
+        result = RunResult.from_state(_outline(events), events, agent=self._ctx.agent.name)
         result.children = [child.result() for child in self._ctx.children]
         return result
 
     def __repr__(self) -> str:
         return f"<RunHandle {self.run_id} {self.state.status} deltas={self.state.deltas}>"
+
+
+def _outline(events: list[Event]) -> RunState:
+    """The fold a result needs: every event but the deltas' text, which it never shows.
+
+    A result's messages come whole from their ``completed`` events; folding
+    each delta's text as well cost a tenth of a fast run's whole pipeline.
+    """
+    state = RunState()
+    deltas = 0
+    for event in events:
+        if event.event == "thread.message.delta":
+            deltas += 1
+        else:
+            state.apply(event)
+    state.deltas = deltas
+    return state

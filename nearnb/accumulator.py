@@ -40,6 +40,26 @@ class Origin:
     assistant_id: str
 
 
+def streamed_message(
+    origin: Origin, message_id: str, status: str, text: str, created_at: int, **extra: Any
+) -> Message:
+    """An assistant Message of a stream (a model's or an agent's own) in ``status``.
+
+    ``in_progress`` has no content yet: a reader builds the text from the deltas.
+    """
+    return Message(
+        id=message_id,
+        created_at=created_at,
+        thread_id=origin.thread_id,
+        status=status,  # type: ignore[arg-type]
+        role="assistant",
+        content=text_content(text) if status != "in_progress" else [],
+        assistant_id=origin.assistant_id,
+        run_id=origin.run_id,
+        **extra,
+    )
+
+
 class ChunkAccumulator:
     """Text, tool calls and metadata of one streamed completion, and the events they imply."""
 
@@ -80,17 +100,8 @@ class ChunkAccumulator:
 
     def message(self, status: str, **extra: Any) -> Message:
         """This stream's Message in ``status``; content only once it is no longer streaming."""
-        o = self.origin
-        return Message(
-            id=self.message_id,
-            created_at=self._clock(),
-            thread_id=o.thread_id,
-            status=status,  # type: ignore[arg-type]
-            role="assistant",
-            content=text_content(self.text) if status != "in_progress" else [],
-            assistant_id=o.assistant_id,
-            run_id=o.run_id,
-            **extra,
+        return streamed_message(
+            self.origin, self.message_id, status, self.text, self._clock(), **extra
         )
 
     # ----------------------------------------------------------------- folding

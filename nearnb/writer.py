@@ -23,8 +23,8 @@ from collections.abc import Iterable
 from types import TracebackType
 from typing import Any
 
-from .accumulator import Origin
-from .events import Message, attachment_list, message_delta, new_id, now, text_content
+from .accumulator import Origin, streamed_message
+from .events import Message, attachment_list, message_delta, new_id, now
 from .messages import MessageSequencer
 from .runlog import RunCancelled, RunLog
 
@@ -157,16 +157,12 @@ class ReplyWriter:
         self._log.emit("thread.message.in_progress", data)
 
     def _message(self, status: str, **extra: Any) -> Message:
-        o = self._origin
-        return Message(
-            id=self.message_id,
-            created_at=now(),
-            thread_id=o.thread_id,
-            status=status,  # type: ignore[arg-type]
-            role="assistant",
-            content=text_content(self.text) if status != "in_progress" else [],
-            assistant_id=o.assistant_id,
-            run_id=o.run_id,
+        return streamed_message(
+            self._origin,
+            self.message_id,
+            status,
+            self.text,
+            now(),
             attachments=attachment_list(self._attachments),
             metadata=self._metadata if status != "in_progress" else {},
             **extra,

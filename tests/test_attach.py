@@ -9,7 +9,7 @@ import asyncio
 import json
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from starlette.applications import Starlette
@@ -32,25 +32,13 @@ from nearnb.hub.server import HubServer
 from nearnb.hub.sse import encode_event
 from nearnb.reducer import reduce
 from tests.support.hub import CuttingProxy, FakeRun, HubProcess, running_hub, serve_app
+from tests.support.waiting import wait_until
 
 
 @pytest.fixture
 def hub() -> Iterator[HubServer]:
     with running_hub() as server:
         yield server
-
-
-def wait_until(condition: Callable[[], object], what: str, timeout: float = 30.0) -> None:
-    """Poll ``condition`` until it holds; raise saying ``what`` after ``timeout`` s.
-
-    Raises rather than ``pytest.fail``: it also runs on helper threads, where the test sees
-    the consequence (e.g. no reconnection) in its own assertions.
-    """
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:g} s waiting until {what}")
-        time.sleep(0.005)
 
 
 def assert_complete(result, run: FakeRun) -> None:  # noqa: ANN001

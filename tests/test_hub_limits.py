@@ -21,8 +21,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,19 +41,12 @@ from tests.support.hub import (
     store_counts,
 )
 from tests.support.openai_server import ScriptedOpenAI
+from tests.support.waiting import wait_until
 
 REPLY = "env.add_reply('ok')\n"
 #: An agent that proves it ran: it writes a file next to itself.
 MARKER = "import pathlib\npathlib.Path(__file__).with_name('RAN').write_text('x')\n"
 BLOCK = "import time\ntime.sleep(600)\n"
-
-
-def wait_until(condition: Callable[[], object], what: str, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:g} s waiting until {what}")
-        time.sleep(0.02)
 
 
 def nearnb_threads() -> int:

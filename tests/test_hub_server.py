@@ -10,7 +10,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -23,17 +22,9 @@ from tests.agent_helpers import make_agent
 from tests.conftest import ROOT
 from tests.support.hub import FakeRun, HubProcess, free_port
 from tests.support.openai_server import Reply, ScriptedOpenAI
+from tests.support.waiting import wait_until
 
 STREAM_REPLY = "env.add_reply(env.completion(env.list_messages(), stream=True))\n"
-
-
-def wait_until(condition: Callable[[], object], what: str, timeout: float = 30.0) -> None:
-    """Poll ``condition`` until it holds; fail the test saying ``what`` after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:g} s waiting until {what}")
-        time.sleep(0.005)
 
 
 def nearnb_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:

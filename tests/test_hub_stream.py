@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -18,17 +18,9 @@ from httpx_sse import connect_sse
 from nearnb.hub.server import HubServer
 from nearnb.store import Store
 from tests.support.hub import CuttingProxy, FakeRun, HubProcess, running_hub
+from tests.support.waiting import wait_until
 
 TIMEOUT = httpx.Timeout(10.0, read=30.0)
-
-
-def wait_until(condition: Callable[[], object], what: str, timeout: float = 30.0) -> None:
-    """Poll ``condition`` until it holds; fail the test saying ``what`` after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:g} s waiting until {what}")
-        time.sleep(0.005)
 
 
 @pytest.fixture

@@ -111,9 +111,12 @@ class Renderer:
             if self._finished or self.tree.apply(event) is None:
                 return
             boundary = is_boundary(event.event)
+            was_pending = self.throttle.pending
             if self.throttle.offer(boundary=boundary):
                 self._flush(boundary=boundary)
-            elif self._autoflush:
+            elif self._autoflush and (not was_pending or self._ticker is None):
+                # Wake the timer only when a change starts waiting: it then sleeps
+                # until the change is due, not once per delta.
                 self._arm_ticker()
             if self.state.done or self.state.terminal:
                 self._quiet = True

@@ -86,6 +86,7 @@ class Throttle:
         self._sent: deque[tuple[float, int]] = deque()  # (time, messages), oldest first
         self._in_window = 0
         self._refreshes: deque[float] = deque()  # refresh times in the window
+        self._not_before: float | None = None  # no refresh before this (see offer)
 
     # ------------------------------------------------------------------ asking
 
@@ -97,7 +98,17 @@ class Throttle:
         pending until :meth:`due` (the caller's timer) says so.
         """
         self.pending = True
-        return self.remaining() <= 0
+        # A stream offers a change per delta; between two refreshes the answer is
+        # "not yet" until a time we already know. Budgets only free up with time
+        # (sends push the time later, never earlier), so that time is a safe
+        # lower bound; ``extra`` can shrink, so it is not cached then.
+        if self._not_before is not None and not self.extra and self.clock() < self._not_before:
+            return False
+        wait = self.remaining()
+        if wait > 0:
+            self._not_before = self.clock() + wait
+            return False
+        return True
 
     def due(self) -> bool:
         """True when a pending change may be rendered now."""
@@ -144,6 +155,7 @@ class Throttle:
         self._last = self.clock()
         self._refreshes.append(self._last)
         self.pending = False
+        self._not_before = None
         self.flushes += 1
         if boundary:
             self.boundary_flushes += 1

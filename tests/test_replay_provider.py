@@ -200,3 +200,24 @@ def test_the_fixture_is_a_registered_pytest_plugin() -> None:
     """``pip install nearnb`` is enough: pytest finds the fixture through pytest11."""
     plugins = {e.value for e in entry_points(group="pytest11")}
     assert "nearnb.testing" in plugins
+
+
+def test_the_hub_reads_replay_files_only_from_what_it_serves(
+    srv: ScriptedOpenAI, tmp_path: Path
+) -> None:
+    """A run request's replay:PATH outside the agents folders and $NEARNB_HOME is refused,
+    before anything is written: a client must not probe which files exist."""
+    make_agent(tmp_path / "agents" / "plain", "env.add_reply('hi')\n")
+    outside = tmp_path / "elsewhere.jsonl"
+    outside.write_text("{}\n")
+    with running_hub(agents_dir=tmp_path / "agents") as hub:
+        base = f"{hub.url}/v1"
+        thread = httpx.post(f"{base}/threads", json={}, timeout=30).json()
+        for path in (outside, tmp_path / "missing.jsonl", "/etc/passwd"):
+            body = {"assistant_id": "plain", "provider": f"replay:{path}"}
+            answer = httpx.post(f"{base}/threads/{thread['id']}/runs", json=body, timeout=30)
+            assert answer.status_code == 400, answer.text
+            assert answer.json()["error"]["param"] == "provider"
+            assert str(path) not in answer.text
+        runs = httpx.get(f"{base}/threads/{thread['id']}/runs", timeout=30).json()
+    assert runs["data"] == []

@@ -93,6 +93,7 @@ async def create_run(request: Request) -> Response:
     framing = query_choice(request, "framing", "official", FRAMINGS)
     timing = query_choice(request, "timing", "0", TIMINGS) == "1"
     folder = await hub.call(hub.agent_path, body.assistant_id)
+    await hub.call(hub.check_provider, body.provider)
     try:
         agent = await hub.call(load_agent, folder)
     except AgentError as exc:

@@ -110,6 +110,31 @@ class Hub:
         ]
         return self.store.list_runs(thread_id) if expired else runs
 
+    def check_provider(self, provider: str | None) -> None:
+        """Refuse a ``replay:FILE`` provider whose file lies outside what the hub serves.
+
+        A run request's ``replay:PATH`` is read by this process; anywhere on the
+        machine would let a client probe which files exist. Recordings are
+        served from the agents folders and ``$NEARNB_HOME`` only; blocking.
+        """
+        from ..providers.replay import PREFIX
+
+        text = (provider or "").strip()
+        if text[: len(PREFIX)].lower() != PREFIX:
+            return
+        source = text[len(PREFIX) :].strip()
+        try:
+            target = Path(source).expanduser().resolve()
+        except (OSError, RuntimeError):
+            target = None
+        roots = [*self.agents_dirs, home().resolve()]
+        if target is None or not any(target.is_relative_to(root) for root in roots):
+            raise ApiError(
+                400,
+                "provider: replay files are read only from the agents folders or $NEARNB_HOME",
+                param="provider",
+            )
+
     def agent_path(self, assistant_id: str) -> Path:
         """The folder an ``assistant_id`` names, never outside the agents folders; blocking.
 

@@ -40,7 +40,7 @@ from nearnb.events import delta_text  # noqa: E402
 from nearnb.reducer import reduce  # noqa: E402
 from nearnb.view import RunInfo  # noqa: E402
 from nearnb.view.bundle import final_bundle  # noqa: E402
-from nearnb.view.mixes import MIXES, Timed, TimedFactory, play  # noqa: E402
+from nearnb.view.mixes import MIXES, Timed, play, timed_stream  # noqa: E402
 from nearnb.view.sink import RecordingSink  # noqa: E402
 from nearnb.view.testing import ManualClock, busiest_second, recording_comms  # noqa: E402
 from nearnb.view.widget import WidgetRenderer  # noqa: E402
@@ -68,18 +68,6 @@ def synthetic_chunks(n: int, seed: int = 7) -> list[str]:
             chunks.append(".\n\n")
             left = rng.randint(40, 160)
     return chunks[:n]
-
-
-def timed_stream(chunks: list[str], rate: float) -> Timed:
-    """One streamed answer, a delta every ``1/rate`` seconds."""
-    f = TimedFactory()
-    f.start()
-    msg_id, _ = f.message_created()
-    for i, chunk in enumerate(chunks):
-        f.at(i / rate).delta(msg_id, chunk)
-    f.at(len(chunks) / rate).message_done(msg_id, "".join(chunks))
-    f.end()
-    return f.timed
 
 
 @dataclass

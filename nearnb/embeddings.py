@@ -72,18 +72,13 @@ _LOAD_LOCK = threading.Lock()
 
 def _load_local(path: Path) -> tuple[Llama, threading.Lock]:
     """The process's embedding ``Llama`` for ``path`` (loaded once, 0.2 s) and its lock."""
-    from .providers.local import INSTALL_HINT, llama_settings
+    from .providers.local import llama_class, llama_settings
 
     threads = llama_settings()["n_threads"]
     key = (str(path), threads)
     with _LOAD_LOCK:
         if key not in _LOADED:
-            try:
-                from llama_cpp import Llama
-            except ImportError:
-                raise ProviderError(
-                    f"llama-cpp-python is not installed; {INSTALL_HINT}", provider="local"
-                ) from None
+            Llama = llama_class()  # noqa: N806 - the class, named as llama_cpp names it
             try:
                 llm = Llama(
                     model_path=str(path),

@@ -33,12 +33,10 @@ class StoreSink:
     def __init__(self, store: Store, listeners: list[DurableListener] | None = None) -> None:
         self.store = store
         self.listeners = list(listeners or ())
-        self.batches = 0
 
     def __call__(self, batch: list[Event]) -> None:
         rows = project(batch)
         self.store.commit(batch, list(rows.runs.values()), list(rows.messages.values()))
-        self.batches += 1
         for listener in self.listeners:
             try:
                 for event in batch:

@@ -157,10 +157,6 @@ class RunContext:
 
     # -------------------------------------------------------------- cancelling
 
-    @property
-    def cancelled(self) -> threading.Event:
-        return self.log.cancelled
-
     def cancel(self) -> None:
         self.log.cancel()
 

@@ -101,10 +101,6 @@ class QueuedSink:
         with self._cond:
             return self._cond.wait_for(lambda: self._processed >= seq or self._done, timeout)
 
-    @property
-    def alive(self) -> bool:
-        return self._thread.is_alive()
-
     # ------------------------------------------------------------------ thread
 
     def _loop(self) -> None:

@@ -26,7 +26,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from .accumulator import ChunkAccumulator, Origin, Pair
+from .accumulator import ChunkAccumulator, Pair
 from .events import Message, attachment_list, now
 from .messages import MessageSequencer
 from .runlog import RunCancelled, RunLog
@@ -49,13 +49,12 @@ class StreamHandler:
         chunks: ChunkStream,
         *,
         model: str,
-        origin: Origin | None = None,
     ) -> None:
         self._log = log
         self._sequencer = sequencer
         self._chunks = chunks
         self.model = model
-        self._acc = ChunkAccumulator(origin or sequencer.origin)
+        self._acc = ChunkAccumulator(sequencer.origin)
         self.message_id = self._acc.message_id
         self._exhausted = False
         self._settled = False

@@ -23,7 +23,7 @@ from collections.abc import Iterable
 from types import TracebackType
 from typing import Any
 
-from .accumulator import Origin, streamed_message
+from .accumulator import streamed_message
 from .events import Message, attachment_list, message_delta, new_id, now
 from .messages import MessageSequencer
 from .runlog import RunCancelled, RunLog
@@ -40,11 +40,10 @@ class ReplyWriter:
         message_type: str | None = None,
         attachments: list[Any] | None = None,
         metadata: dict[str, str] | None = None,
-        origin: Origin | None = None,
     ) -> None:
         self._log = log
         self._sequencer = sequencer
-        self._origin = origin or sequencer.origin
+        self._origin = sequencer.origin
         self.message_id = new_id("msg")
         self._metadata = {**(metadata or {})}
         if message_type:

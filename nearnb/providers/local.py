@@ -163,6 +163,17 @@ _LOADED: dict[tuple[str, int, int], tuple[Llama, ModelGuard]] = {}
 _LOAD_LOCK = threading.Lock()
 
 
+def llama_class() -> type[Llama]:
+    """``llama_cpp.Llama``, or a ProviderError saying how to install it."""
+    try:
+        from llama_cpp import Llama
+    except ImportError:
+        raise ProviderError(
+            f"llama-cpp-python is not installed; {INSTALL_HINT}", provider="local"
+        ) from None
+    return Llama
+
+
 def load(path: Path | None = None) -> tuple[Llama, ModelGuard]:
     """The process-wide ``Llama`` for ``path`` and the lock that guards generation on it."""
     path = path or model_file()
@@ -173,12 +184,7 @@ def load(path: Path | None = None) -> tuple[Llama, ModelGuard]:
         return loaded
     with _LOAD_LOCK:
         if key not in _LOADED:
-            try:
-                from llama_cpp import Llama
-            except ImportError:
-                raise ProviderError(
-                    f"llama-cpp-python is not installed; {INSTALL_HINT}", provider="local"
-                ) from None
+            Llama = llama_class()  # noqa: N806 - the class, named as llama_cpp names it
             try:
                 llm = Llama(model_path=str(path), **settings)
             except (ValueError, RuntimeError, OSError) as exc:

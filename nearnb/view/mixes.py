@@ -90,12 +90,16 @@ def _call(step_id: str, name: str, arguments: str, output: str | None) -> dict[s
 
 def long_message(deltas: int = 3000, rate: float = 1000.0) -> Timed:
     """One answer of ``deltas`` 4-char chunks (Markdown paragraphs) at ``rate``/s."""
-    f = TimedFactory()
-    f.start()
     text = ""
     while len(text) < deltas * 4:
         text += PARAGRAPH + "\n\n"
-    chunks = [text[i : i + 4] for i in range(0, deltas * 4, 4)]
+    return timed_stream([text[i : i + 4] for i in range(0, deltas * 4, 4)], rate)
+
+
+def timed_stream(chunks: list[str], rate: float) -> Timed:
+    """One streamed answer of ``chunks``, a delta every ``1/rate`` seconds."""
+    f = TimedFactory()
+    f.start()
     msg_id, _ = f.message_created()
     for i, chunk in enumerate(chunks):
         f.at(i / rate).delta(msg_id, chunk)

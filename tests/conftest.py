@@ -10,6 +10,8 @@ import pytest
 
 from tests.support.openai_server import ScriptedOpenAI
 
+pytest_plugins = ["tests.support.backends"]  # the store fixture, once per backend
+
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
 

@@ -15,9 +15,18 @@ PACKAGE = Path(__file__).resolve().parents[1] / "nearnb"
 CORE_LAYERS: list[set[str]] = [
     {"nearnb.events", "nearnb.config", "nearnb.tools", "nearnb.tool_text", "nearnb.near_models"},
     {"nearnb.sinks", "nearnb.reducer", "nearnb.projection", "nearnb.accumulator"},
-    {"nearnb.runlog", "nearnb.store", "nearnb.replayfile"},
+    {
+        "nearnb.runlog",
+        "nearnb.storeschema",
+        "nearnb.storebase",
+        "nearnb.store",
+        "nearnb.replayfile",
+    },
     {
         "nearnb.persist",
+        "nearnb.bus",
+        "nearnb.bus_redis",
+        "nearnb.bus_watch",
         "nearnb.messages",
         "nearnb.recording",
         "nearnb.export",

@@ -8,7 +8,9 @@ and ``llama_cpp``. ``NEARNB_LOCAL_MODEL=/path/to/model.gguf`` swaps in any other
 Measured facts this module is built on (see the project's local-model notes):
 
 * The model loads once per process (0.2 s, ~200 MB) and is cached per (path, n_ctx, threads).
-  A ``Llama`` object is not reentrant, so one lock serialises generations on it.
+  A ``Llama`` object is not reentrant (one KV cache), so runs streaming at the same time each
+  get an instance of a small pool and compute their tokens in fair turns, token by token
+  (:mod:`nearnb.providers.turns`: why, and what the alternatives cost).
 * ``llm.reset()`` before each request: without it llama.cpp reuses the prompt prefix cache and
   temperature-0 output changes between identical requests.
 * llama.cpp defaults are wrong for us: ``n_ctx`` 512, ``n_threads`` cpu_count // 2 (one thread
@@ -39,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 from .base import ProviderError
 from .sdk import sdk
+from .turns import ModelPool
 
 if TYPE_CHECKING:
     from llama_cpp import Llama
@@ -129,37 +132,7 @@ def llama_settings() -> dict[str, Any]:
     }
 
 
-class ModelGuard:
-    """The lock around one ``Llama``, which refuses (instead of deadlocking) when the thread
-    that holds it asks again, e.g. a ``complete()`` while this thread still reads a stream."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._owner: int | None = None
-
-    def acquire(self) -> None:
-        if self._owner == threading.get_ident():
-            raise ProviderError(
-                "the local model is busy with a stream this thread has not finished; "
-                "read it to the end or close() it first",
-                provider="local",
-            )
-        self._lock.acquire()
-        self._owner = threading.get_ident()
-
-    def release(self) -> None:
-        self._owner = None
-        self._lock.release()
-
-    def __enter__(self) -> ModelGuard:
-        self.acquire()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.release()
-
-
-_LOADED: dict[tuple[str, int, int], tuple[Llama, ModelGuard]] = {}
+_LOADED: dict[tuple[str, int, int], ModelPool] = {}
 _LOAD_LOCK = threading.Lock()
 
 
@@ -174,23 +147,31 @@ def llama_class() -> type[Llama]:
     return Llama
 
 
-def load(path: Path | None = None) -> tuple[Llama, ModelGuard]:
-    """The process-wide ``Llama`` for ``path`` and the lock that guards generation on it."""
+def load(path: Path | None = None) -> tuple[Llama, ModelPool]:
+    """The process-wide ``Llama`` for ``path`` (the first of its pool) and that pool.
+
+    Runs streaming at the same time each get an instance of the pool and take
+    turns token by token (:mod:`nearnb.providers.turns`).
+    """
     path = path or model_file()
     settings = llama_settings()
     key = (str(path), settings["n_ctx"], settings["n_threads"])
-    loaded = _LOADED.get(key)
-    if loaded is not None:
-        return loaded
+    pool = _LOADED.get(key)
+    if pool is not None:
+        return pool.first, pool
     with _LOAD_LOCK:
         if key not in _LOADED:
-            Llama = llama_class()  # noqa: N806 - the class, named as llama_cpp names it
-            try:
-                llm = Llama(model_path=str(path), **settings)
-            except (ValueError, RuntimeError, OSError) as exc:
-                raise ProviderError(f"cannot load {path}: {exc}", provider="local") from None
-            _LOADED[key] = (llm, ModelGuard())
-        return _LOADED[key]
+            _LOADED[key] = ModelPool(lambda: _new_llama(path, settings))
+        pool = _LOADED[key]
+        return pool.first, pool
+
+
+def _new_llama(path: Path, settings: dict[str, Any]) -> Llama:
+    Llama = llama_class()  # noqa: N806 - the class, named as llama_cpp names it
+    try:
+        return Llama(model_path=str(path), **settings)
+    except (ValueError, RuntimeError, OSError) as exc:
+        raise ProviderError(f"cannot load {path}: {exc}", provider="local") from None
 
 
 def _text(content: Any) -> str:
@@ -271,16 +252,21 @@ class LocalProvider:
         self, messages: list[dict[str, Any]], *, model: str = "", **params: Any
     ) -> ChatCompletion:
         completion_type = sdk().ChatCompletion
-        llm, guard = load(self._path)
+        _first, pool = load(self._path)
         kwargs = _arguments(params, self.model_name)
-        with guard:
-            llm.reset()
-            try:
+        llm = pool.checkout()
+        try:
+            with pool.turns:  # a whole completion cannot be split: one long turn
+                llm.reset()
                 result = llm.create_chat_completion(_messages(messages), stream=False, **kwargs)
-            except Exception as exc:  # e.g. ValueError: prompt longer than the context window
-                raise ProviderError(
-                    f"local model: {type(exc).__name__}: {exc}", provider="local"
-                ) from None
+        except ProviderError:
+            raise
+        except Exception as exc:  # e.g. ValueError: prompt longer than the context window
+            raise ProviderError(
+                f"local model: {type(exc).__name__}: {exc}", provider="local"
+            ) from None
+        finally:
+            pool.checkin(llm)
         try:
             return completion_type.model_validate(result)
         except ValueError:
@@ -289,30 +275,32 @@ class LocalProvider:
     def stream(
         self, messages: list[dict[str, Any]], *, model: str = "", **params: Any
     ) -> LocalChunkStream:
-        llm, guard = load(self._path)
+        _first, pool = load(self._path)
         kwargs = _arguments(params, self.model_name)
         prepared = _messages(messages)
 
-        def start() -> Iterator[dict[str, Any]]:
+        def start(llm: Llama) -> Iterator[dict[str, Any]]:
             llm.reset()
             return llm.create_chat_completion(prepared, stream=True, **kwargs)  # type: ignore[return-value]
 
-        return LocalChunkStream(start, guard)
+        return LocalChunkStream(start, pool)
 
 
 class LocalChunkStream:
     """Chunks from llama.cpp as ``ChatCompletionChunk``; ``close()`` stops generation.
 
-    The model lock is taken at the first ``next()`` (not at creation, so an unread stream does
-    not block others) and released when the stream ends or is closed. ``close()`` may come from
-    another thread: generation then stops after the token being computed.
+    An instance of the model is taken from the pool at the first ``next()`` (not at
+    creation, so an unread stream holds nothing) and given back when the stream
+    ends or is closed. Each ``next()`` computes its token under the pool's fair
+    turns, so streams running at once alternate token by token. ``close()`` may
+    come from another thread: generation then stops after the token being computed.
     """
 
-    def __init__(self, start: Callable[[], Iterator[dict[str, Any]]], guard: ModelGuard) -> None:
+    def __init__(self, start: Callable[[Llama], Iterator[dict[str, Any]]], pool: ModelPool) -> None:
         self._chunk_type = sdk().ChatCompletionChunk
         self._start = start
-        self._guard = guard
-        self._holding = False
+        self._pool = pool
+        self._llm: Llama | None = None
         self._source: Iterator[dict[str, Any]] | None = None
         self._state = threading.Lock()  # guards _busy / _closed hand-over between threads
         self._busy = False
@@ -340,11 +328,12 @@ class LocalChunkStream:
                 raise StopIteration
             self._busy = True
         try:
-            if self._source is None:
-                self._guard.acquire()
-                self._holding = True
-                self._source = self._start()
-            raw = next(self._source)
+            if self._llm is None:
+                self._llm = self._pool.checkout()
+            with self._pool.turns:  # one token per turn
+                if self._source is None:
+                    self._source = self._start(self._llm)
+                raw = next(self._source)
         except StopIteration:
             self._closed = True
             raise
@@ -368,10 +357,10 @@ class LocalChunkStream:
             return self._chunk_type.construct(**raw)
 
     def _release(self) -> None:
-        """Stop llama.cpp's generator (GeneratorExit ends its loop) and free the model."""
+        """Stop llama.cpp's generator (GeneratorExit ends its loop) and give the model back."""
         source, self._source = self._source, None
         if source is not None and hasattr(source, "close"):
             source.close()
-        if self._holding:
-            self._holding = False
-            self._guard.release()
+        llm, self._llm = self._llm, None
+        if llm is not None:
+            self._pool.checkin(llm)

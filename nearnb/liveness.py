@@ -7,17 +7,27 @@ ends the run: it stays ``in_progress`` and every stream of it waits forever.
 :func:`expire_if_orphaned` ends such a run on the dead producer's behalf, as
 ``expired``, so readers of the log (the hub's streams, ``attach``) finish.
 
-It acts only on what it can prove: the producer ran on this host and its pid
-is no longer a live process. Runs without that metadata (older rows, runs
-written by other tools) and runs produced on another host are left alone.
+It acts only on what it can prove:
+
+* the producer ran on this host and its pid is no longer a live process
+  (immediate; the only test for old rows that never had a heartbeat); or
+* across machines: the producer heartbeats each of its runs on the event bus
+  (:mod:`nearnb.bus_watch`, every ``$NEARNB_HEARTBEAT_INTERVAL`` s), and the
+  last beat is older than ``$NEARNB_HEARTBEAT_TTL`` (5 s).
+
+Runs without either proof (older rows, runs written by other tools, a remote
+producer that never beat) are left alone. Ending is the store's
+compare-and-set (:meth:`~nearnb.store.Store.end_run`), so when several hubs
+notice at once exactly one writes the closing events; that one publishes them
+on the bus too, and every hub's viewers see the same end.
 """
 
 from __future__ import annotations
 
 import os
-import socket
 import time
 
+from .bus import EventBus, beat_ttl, host_name
 from .events import TERMINAL_STATUSES, Event, Message, Run, now, text_content
 from .reducer import reduce
 from .store import Store
@@ -39,7 +49,7 @@ def pid_alive(pid: int) -> bool:
 def orphaned_pid(run: Run) -> int | None:
     """The producer's pid if it ran on this host and is gone, else None."""
     raw = run.metadata.get("nearnb.pid", "")
-    if not raw.isdigit() or run.metadata.get("nearnb.host") != socket.gethostname():
+    if not raw.isdigit() or run.metadata.get("nearnb.host") != host_name():
         return None
     pid = int(raw)
     if pid <= 0 or pid_alive(pid):
@@ -47,19 +57,44 @@ def orphaned_pid(run: Run) -> int | None:
     return pid
 
 
-def expire_if_orphaned(store: Store, run_id: str) -> bool:
+def stale_beat(
+    bus: EventBus | None, run_id: str, ttl: float | None = None, at: float | None = None
+) -> str | None:
+    """Why the run's producer counts as dead by its heartbeats, or None (alive, or no beats)."""
+    if bus is None:
+        return None
+    beat = bus.last_beat(run_id)
+    if beat is None:
+        return None
+    owner, last = beat
+    age = (time.time() if at is None else at) - last
+    limit = beat_ttl() if ttl is None else ttl
+    if age <= limit:
+        return None
+    return f"the process running this run ({owner}) sent no heartbeat for {age:.1f} s"
+
+
+def expire_if_orphaned(
+    store: Store, run_id: str, bus: EventBus | None = None, *, ttl: float | None = None
+) -> bool:
     """End a non-terminal run whose producer died: ``thread.run.expired`` then ``done``.
 
-    Messages the run left open become ``incomplete`` (reason ``run_expired``,
-    the text streamed so far kept), each with a ``thread.message.incomplete``
-    event before the run's. Returns True if this call ended the run; False if
-    there was nothing to do or another writer got there first.
+    Dead means a dead pid on this host, or (with a ``bus``) a heartbeat older
+    than ``ttl`` (default ``$NEARNB_HEARTBEAT_TTL``). Messages the run left
+    open become ``incomplete`` (reason ``run_expired``, the text streamed so
+    far kept), each with a ``thread.message.incomplete`` event before the
+    run's. Returns True if this call ended the run (and published its end on
+    ``bus``); False if there was nothing to do or another writer got there first.
     """
     run = store.get_run(run_id)
     if run is None or run.status in TERMINAL_STATUSES:
         return False
     pid = orphaned_pid(run)
-    if pid is None:
+    if pid is not None:
+        reason = f"the process running this run (pid {pid}) ended before it finished"
+    else:
+        reason = stale_beat(bus, run_id, ttl)
+    if reason is None:
         return False
     logged = store.events(run_id)
     if logged and logged[-1].event == "done":
@@ -74,7 +109,7 @@ def expire_if_orphaned(store: Store, run_id: str) -> bool:
             "expires_at": stamp,
             "last_error": {
                 "code": "server_error",
-                "message": f"the process running this run (pid {pid}) ended before it finished",
+                "message": reason,
             },
         }
     )
@@ -90,7 +125,11 @@ def expire_if_orphaned(store: Store, run_id: str) -> bool:
         )
         for i, (name, data) in enumerate(closing, start=1)
     ]
-    return store.end_run(expired, events, open_messages, after=after)
+    if not store.end_run(expired, events, open_messages, after=after):
+        return False
+    if bus is not None:
+        bus.publish(events)  # the winner tells every hub; the store already has them
+    return True
 
 
 def _open_messages(store: Store, run: Run, logged: list[Event], stamp: int) -> list[Message]:

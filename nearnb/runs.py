@@ -26,13 +26,17 @@ How runs end (NEAR reported ``completed`` for all of these):
 * cancel / KeyboardInterrupt -> ``cancelled``, the partial message stored as
   ``incomplete``.
 A run ends (``RunHandle.done``) only once the store holds its whole log.
+
+Other processes reach a run through the event bus (:mod:`nearnb.bus`): the
+store sink publishes each committed batch to it, and this process's
+:class:`~nearnb.bus_watch.RunWatcher` beats for the run and cancels it when
+anyone, anywhere, asks the bus to (a hub's cancel route, an attached Stop).
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import socket
 import threading
 import time
 import traceback as tb
@@ -42,6 +46,8 @@ from typing import Any
 
 from .accumulator import Origin
 from .agents import Agent, load_agent
+from .bus import EventBus, bus_for, host_name
+from .bus_watch import watcher
 from .children import run_child
 from .environment import Environment, RunPorts
 from .events import Event, Message, Run, new_id, now, text_content
@@ -77,8 +83,10 @@ class RunContext:
         thread_id: str,
         model: str | None,
         provider: str | None,
+        bus: EventBus | None = None,
     ) -> None:
         self.store = store
+        self.bus = bus if bus is not None else bus_for(store)
         self.agent = agent
         self.thread_id = thread_id
         self.run_id = new_id("run")
@@ -111,15 +119,17 @@ class RunContext:
             max_completion_tokens=agent.defaults.model_max_tokens,
             # Who produces this run: a hub expires it if this process dies
             # mid-run (nearnb.liveness).
-            metadata={"nearnb.pid": str(os.getpid()), "nearnb.host": socket.gethostname()},
+            metadata={"nearnb.pid": str(os.getpid()), "nearnb.host": host_name()},
         )
 
     # ------------------------------------------------------------------- sinks
 
     def open(self, durable: list[DurableListener]) -> None:
         """Start the store sink; ``durable`` listeners get events once they are stored."""
-        sink = QueuedSink(StoreSink(self.store, durable), name=f"store-{self.run_id}")
+        sink = QueuedSink(StoreSink(self.store, durable, self.bus), name=f"store-{self.run_id}")
         self._store_sink = self.log.attach(sink)
+        # From now on a cancel request on the bus stops this run, and it beats.
+        watcher().watch(self.run_id, self.bus, self.cancel_requested)
 
     def subscribe(self, callback: EventCallback, *, replay: bool = True) -> None:
         """Past events first (if ``replay``), then live ones, on the callback's own thread."""
@@ -158,6 +168,11 @@ class RunContext:
     # -------------------------------------------------------------- cancelling
 
     def cancel(self) -> None:
+        self.log.cancel()
+
+    def cancel_requested(self, by: str) -> None:
+        """A cancel asked for on the bus (another process): the same as a local Stop."""
+        logger.info("nearnb: cancelling %s (requested by %s)", self.run_id, by)
         self.log.cancel()
 
     # ------------------------------------------------------------------ events
@@ -234,6 +249,7 @@ class RunContext:
             self._set_status(status, **fields)
             self.log.emit("done", "[DONE]")
             self.log.close()
+            watcher().unwatch(self.run_id)
         sink = self._store_sink
         if sink is not None and not sink.close(STORE_DRAIN_TIMEOUT):
             logger.error("nearnb: the store did not take run %s's log in time", self.run_id)
@@ -246,6 +262,7 @@ class RunContext:
             self.finish("failed", error)  # readers of its first events see it end
         for sink in self.log.close():
             sink.close(STORE_DRAIN_TIMEOUT)
+        watcher().unwatch(self.run_id)
         self.finished.set()
 
 

@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -42,6 +43,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 
+from ..bus import BUS_ENV, EventBus, open_bus
 from ..store import ENDED_STATUSES, Store
 from .completions import chat_completions
 from .errors import (
@@ -146,19 +148,22 @@ async def get_run(request: Request) -> Response:
 
 
 async def cancel_run(request: Request) -> Response:
+    """Stop a run wherever it executes; answers the run as ``cancelling``, as OpenAI does.
+
+    A run this hub started is cancelled here. Any other (a notebook kernel,
+    the CLI, another hub, on any machine) gets a cancel request on the event
+    bus, which the process executing it honours within ~0.1 s
+    (:mod:`nearnb.bus_watch`); every stream of the run then ends ``cancelled``.
+    """
     hub = hub_of(request)
     run = await hub.run(request.path_params["tid"], request.path_params["rid"])
     if run.status in ENDED_STATUSES:
         raise ApiError(400, f"cannot cancel run with status {run.status!r}", param="run_id")
     handle = hub.handles.get(run.id)
-    if handle is None:
-        raise ApiError(
-            409,
-            f"run {run.id} is executing in another process (a notebook or the CLI); "
-            "cancel it there",
-            code="not_owned",
-        )
-    handle.cancel("hub")
+    if handle is not None:
+        handle.cancel("hub")
+    else:
+        await hub.call(hub.bus.request_cancel, run.id, f"hub:{request.url.netloc}")
     return JSONResponse({**dump(run), "status": "cancelling"})
 
 
@@ -174,6 +179,7 @@ def create_app(
     tail_interval: float = 0.01,
     loopback: bool = True,
     max_body: int | None = None,
+    bus: EventBus | str | None = None,
 ) -> Starlette:
     """The hub as an ASGI app (``uvicorn.run(create_app(...))``).
 
@@ -182,16 +188,21 @@ def create_app(
     name a loopback host (a DNS-rebinding page cannot reach it).
     ``max_body``: the largest request body in bytes (default ``$NEARNB_MAX_BODY``,
     else 4 MiB); larger ones get 413.
+    ``bus``: the event bus, or its URL (default ``$NEARNB_BUS``; unset: the store's own).
     """
     limit = max_body if max_body is not None else max_body_from_env()
     if limit < 1:
         raise ValueError(f"max_body must be a positive number of bytes, not {limit}")
+    store = store or Store()
+    if bus is None or isinstance(bus, str):
+        bus = open_bus(bus if bus is not None else os.environ.get(BUS_ENV), store)
     hub = Hub(
-        store or Store(),
+        store,
         agents_dirs=agents_dirs(agents_dir),
         token=token,
         keepalive=keepalive,
         tail_interval=tail_interval,
+        bus=bus,
     )
     log.info("nearnb hub serves agents from %s", ", ".join(map(str, hub.agents_dirs)))
 
@@ -200,6 +211,10 @@ def create_app(
         hub.broker.bind(asyncio.get_running_loop())
         yield
         hub.broker.close()
+        aclose = getattr(hub.bus, "aclose", None)
+        if aclose is not None:
+            with contextlib.suppress(Exception):
+                await aclose()
 
     v1 = [
         Route("/threads", create_thread, methods=["POST"]),

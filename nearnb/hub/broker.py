@@ -7,11 +7,16 @@ A run's events reach the hub by two roads:
   so a subscriber never sees an event that a crash of this hub could lose;
   latency is one commit plus one event-loop hop;
 * **tail** — runs written by another process (a notebook kernel, ``nearnb
-  run``) into the same ``$NEARNB_HOME`` store are found by polling the run's
-  event log every :attr:`Broker.tail_interval` seconds (10 ms) while someone
-  is subscribed. If such a run falls silent and its producer turns out to be
-  dead (:mod:`nearnb.liveness`), the run is ended as ``expired`` in the store
-  and its closing events reach subscribers by the same road.
+  run``, another hub, on any machine) are read from the event bus
+  (:mod:`nearnb.bus`) while someone is subscribed: with the default
+  store-backed bus by polling the run's event log every
+  :attr:`Broker.tail_interval` seconds (10 ms); with Redis by ``XREAD
+  BLOCK``, so an event arrives one hop after it is published, and the store
+  is read only to fill a gap (and, once a second, as a safety net). If such a
+  run falls silent and its producer turns out to be dead (a dead pid here, or
+  a stale heartbeat: :mod:`nearnb.liveness`), the run is ended as
+  ``expired`` in the store, by a compare-and-set that one hub wins, and its
+  closing events reach every hub's subscribers by the same road.
 
 Both feed one :class:`Channel` per run, an append-only list of events kept
 contiguous by ``seq``: an event is appended only when it is the next number;
@@ -39,6 +44,7 @@ from collections.abc import AsyncIterator, Iterable
 
 import anyio.to_thread
 
+from ..bus import EventBus, open_bus
 from ..events import Event
 from ..liveness import expire_if_orphaned
 from ..store import Store
@@ -132,15 +138,19 @@ class Broker:
         self,
         store: Store,
         *,
+        bus: EventBus | None = None,
         tail_interval: float = 0.01,
         linger: float = 5.0,
         orphan_check: float = 2.0,
     ) -> None:
         self.store = store
+        self.bus = bus if bus is not None else open_bus(None, store)
         self.tail_interval = tail_interval
         self.linger = linger
         #: Seconds of silence in a tailed run before asking whether its producer died.
         self.orphan_check = orphan_check
+        #: With a blocking bus: the longest wait on it, and how often the store is read anyway.
+        self.net_interval = 1.0
         self.channels: dict[str, Channel] = {}
         self.closing = False
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -232,7 +242,7 @@ class Broker:
     def _expire_orphan(self, run_id: str) -> bool:
         """End the run as ``expired`` if its producer died (see :mod:`nearnb.liveness`)."""
         try:
-            return expire_if_orphaned(self.store, run_id)
+            return expire_if_orphaned(self.store, run_id, self.bus)
         except Exception:  # a failed check must not end the stream; the next one may work
             log.exception("checking whether the producer of %s is alive failed", run_id)
             return False
@@ -247,6 +257,9 @@ class Broker:
         seconds is checked for a dead producer, which ends it as ``expired``;
         the closing events then arrive by the next poll.
         """
+        if self.bus.blocking:
+            await self._follow(channel)
+            return
         idle = 0.0
         silent_since = time.monotonic()
         try:
@@ -273,6 +286,38 @@ class Broker:
             raise
         except Exception:  # a store error must not kill the hub; subscribers keep waiting
             log.exception("tailing the event log of %s failed", channel.run_id)
+
+    async def _follow(self, channel: Channel) -> None:
+        """:meth:`_tail` for a blocking bus: wait on it; the store fills gaps and is the net.
+
+        A pushed channel is read from the bus too (another hub's viewers need
+        nothing from this one, but this hub's own pushes may lag a gap).
+        """
+        silent_since = last_store = time.monotonic()
+        try:
+            while not channel.complete and not self.closing and channel.subscribers > 0:
+                rows = await self.bus.wait_async(channel.run_id, channel.last, self.net_interval)
+                channel.accept(rows)
+                now = time.monotonic()
+                if rows:
+                    silent_since = now
+                if channel.has_gap() or now - last_store >= self.net_interval:
+                    last_store = now
+                    stored = await anyio.to_thread.run_sync(
+                        self._tail_rows, channel.run_id, channel.last, 2000
+                    )
+                    if channel.accept(stored):
+                        silent_since = now
+                if not rows and now - silent_since >= self.orphan_check:
+                    silent_since = now
+                    await anyio.to_thread.run_sync(self._expire_orphan, channel.run_id)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # a bus error must not kill the hub; retry after a pause
+            log.exception("following run %s on the event bus failed", channel.run_id)
+            await asyncio.sleep(1.0)
+            if not channel.complete and not self.closing and channel.subscribers > 0:
+                channel.tailer = asyncio.create_task(self._follow(channel))
 
     # --------------------------------------------------------------- shutdown
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import anyio.to_thread
 
+from ..bus import EventBus, open_bus
 from ..config import home
 from ..events import Run
 from ..store import ENDED_STATUSES, Store
@@ -53,9 +54,11 @@ class Hub:
         token: str | None = None,
         keepalive: float = KEEPALIVE_SECONDS,
         tail_interval: float = 0.01,
+        bus: EventBus | None = None,
     ) -> None:
         self.store = store
-        self.broker = Broker(store, tail_interval=tail_interval)
+        self.bus = bus if bus is not None else open_bus(None, store)
+        self.broker = Broker(store, bus=self.bus, tail_interval=tail_interval)
         self.agents_dirs = agents_dirs
         self.token = token
         self.keepalive = keepalive
@@ -95,7 +98,9 @@ class Hub:
         run = self.store.get_run(run_id)
         ending = run is not None and run.status not in ENDED_STATUSES
         return (
-            self.store.get_run(run_id) if ending and expire_if_orphaned(self.store, run_id) else run
+            self.store.get_run(run_id)
+            if ending and expire_if_orphaned(self.store, run_id, self.bus)
+            else run
         )
 
     def live_runs(self, thread_id: str) -> list[Run]:
@@ -106,7 +111,7 @@ class Hub:
         expired = [
             r.id
             for r in runs
-            if r.status not in ENDED_STATUSES and expire_if_orphaned(self.store, r.id)
+            if r.status not in ENDED_STATUSES and expire_if_orphaned(self.store, r.id, self.bus)
         ]
         return self.store.list_runs(thread_id) if expired else runs
 

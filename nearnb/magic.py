@@ -11,6 +11,15 @@
 
     %near_agent --attach http://127.0.0.1:8081/v1 --thread thread_... --run run_...
 
+    %%near_agent agent-a agent-b [--model m1,m2] [--provider p1,p2]
+    What is virtue?
+
+Several agents, or a comma list of ``--model`` / ``--provider`` values, run
+side by side (:func:`nearnb.compare`): one column per combination, each in a
+new thread, and the cell's value is a :class:`~nearnb.compare.Comparison`. In
+the line form the leading words that name agent folders are the agents and
+the rest is the message.
+
 Behaviour lives in the public API (``nearnb.api.run_agent``); this module
 only turns a magic line into its arguments, and keeps the one piece of
 notebook state a magic owns: which thread each agent talked in last, so
@@ -60,12 +69,16 @@ def build_parser() -> argparse.ArgumentParser:
         usage=(
             '%%near_agent AGENT "message" [options]\n'
             "       %%%%near_agent AGENT [options]   (the cell body is the message)\n"
-            "       %%near_agent --attach URL [--thread ID] [--run ID]"
+            "       %%near_agent --attach URL [--thread ID] [--run ID]\n"
+            "       %%%%near_agent AGENT_A AGENT_B ... [--model M1,M2] [--provider P1,P2]"
         ),
         description=(
             "Run a NEAR-style agent and stream it into this cell. Line magic: "
             '%near_agent AGENT "message". Cell magic: %%near_agent AGENT [options], '
-            "with the cell body as the message. The cell's value is the RunResult."
+            "with the cell body as the message. The cell's value is the RunResult. "
+            "Several agents, or comma lists of models or providers, run side by side in "
+            "columns (one per combination, each in a new thread); the value is then a "
+            "Comparison."
         ),
         epilog=(
             "Consecutive cells with the same agent continue the same thread. "
@@ -89,9 +102,15 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="start a new thread instead of continuing the agent's last one",
     )
-    parser.add_argument("--model", metavar="M", help="model, e.g. gpt-4o-mini or local::smollm2")
     parser.add_argument(
-        "--provider", metavar="P", help="provider name (openai, fireworks, local, ...)"
+        "--model",
+        metavar="M",
+        help="model, e.g. gpt-4o-mini or local::smollm2; a comma list runs one column each",
+    )
+    parser.add_argument(
+        "--provider",
+        metavar="P",
+        help="provider name (openai, fireworks, local, ...); a comma list runs one column each",
     )
     parser.add_argument(
         "--display",
@@ -138,18 +157,48 @@ class NearAgentMagics(Magics):
         args = parse(line)
         if args is None:
             return None
-        if cell is not None and args.message:
-            raise UsageError(
-                f"%%near_agent: put the message in the cell body, not after AGENT ({USAGE_HINT})"
-            )
         if args.attach:
             return self._attach(args)
         if args.run:
             raise UsageError(f"%near_agent: --run needs --attach ({USAGE_HINT})")
         if not args.agent:
             raise UsageError(f"%near_agent: missing AGENT, a folder or agent name ({USAGE_HINT})")
-        message = (cell if cell is not None else " ".join(args.message)).strip() or None
+        # Words after AGENT that name agent folders are more agents (columns side by side).
+        agents, words = [args.agent], list(args.message)
+        while words and _names_agent(words[0]):
+            agents.append(words.pop(0))
+        if cell is not None and words:
+            raise UsageError(
+                f"%%near_agent: {words[0]!r} is not an agent folder; put the message in the "
+                f"cell body, not after AGENT ({USAGE_HINT})"
+            )
+        message = (cell if cell is not None else " ".join(words)).strip() or None
+        if len(agents) > 1 or "," in (args.model or "") or "," in (args.provider or ""):
+            return self._compare(args, agents, message)
         return self._run(args, message)
+
+    def _compare(self, args: argparse.Namespace, agents: list[str], message: str | None) -> Any:
+        from .agents import AgentError, find_agent
+        from .compare import compare
+        from .store import StoreError
+
+        if args.thread:
+            raise UsageError(
+                "%near_agent: --thread cannot be used side by side: each column runs in a "
+                f"new thread ({USAGE_HINT})"
+            )
+        if args.no_wait:
+            raise UsageError(f"%near_agent: --no-wait is for one agent, not columns ({USAGE_HINT})")
+        try:
+            folders = [find_agent(agent) for agent in agents]
+        except AgentError as exc:
+            raise UsageError(f"%near_agent: {exc}") from None
+        try:
+            return compare(
+                folders, message, model=args.model, provider=args.provider, display=args.display
+            )
+        except (ValueError, StoreError) as exc:  # AgentError, too many columns, bad display
+            raise UsageError(f"%near_agent: {_one_line(exc)}") from None
 
     def _run(self, args: argparse.Namespace, message: str | None) -> Any:
         from .agents import AgentError, find_agent
@@ -185,6 +234,20 @@ class NearAgentMagics(Magics):
         return client.attach(
             args.attach, thread_id=args.thread, run_id=args.run, display=args.display or "auto"
         )
+
+
+def _names_agent(word: str) -> bool:
+    """True when ``word`` (in the line form, after AGENT) names another agent folder,
+    so ``%near_agent a b What is virtue?`` compares a and b on "What is virtue?"."""
+    from .agents import AgentError, find_agent
+
+    if word.startswith("-"):
+        return False
+    try:
+        folder = find_agent(word)
+    except (AgentError, OSError, ValueError):
+        return False
+    return (folder / "metadata.json").is_file() and (folder / "agent.py").is_file()
 
 
 def _one_line(exc: BaseException) -> str:

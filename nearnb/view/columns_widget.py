@@ -1,0 +1,226 @@
+"""The live ipywidgets view of several runs side by side (``%%near_agent A B``).
+
+One ``HBox`` of columns; each column is a :class:`~nearnb.view.panel.RunPanel`
+(header, notices, counter + Stop, transcript, live message, tool steps,
+sub-agents nested under their steps) - the very panel a single run's view
+uses, so a column looks and costs what a single view does. All panels of all
+columns are made and changed through one :class:`WidgetKit` and rendered in
+one refresh under one throttle: the cell's rate bound counts every column.
+
+A column's Stop button cancels that column's run only (its panel's host is a
+:class:`_ColumnHost`, which routes ``stop_run`` to the column). At the end the
+static bundle (comparison table + one section per column) replaces the
+widget, whose models are then closed as the message budget allows, exactly
+as :class:`~nearnb.view.widget.WidgetRenderer` does.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import ipywidgets as widgets
+
+from .columns import Column, ColumnsRenderer
+from .panel import ChildPanel, RunPanel, notices_html
+from .present import RunInfo
+from .sink import IPythonSink, Sink
+from .tree import ChildInfo
+from .widget import WIDGET_VIEW_MIME
+from .widget_kit import WidgetKit
+
+#: Comm opens a sub-agent's panel costs (as in the single-run widget view).
+CHILD_PANEL_OPENS = 20
+
+
+class _ColumnHost:
+    """What a :class:`RunPanel` needs of its view, for one column: that column's
+    tree, panels and stoppers; the view's kit, budget and closing list."""
+
+    def __init__(self, view: WidgetColumns, index: int) -> None:
+        self.view, self.index = view, index
+        self.column: Column = view.columns[index]
+
+    kit = property(lambda self: self.view.kit)
+    tree = property(lambda self: self.column.tree)
+    panels = property(lambda self: self.column.panels)
+
+    @property
+    def closing(self) -> list[widgets.Widget]:
+        return self.view.closing
+
+    @closing.setter
+    def closing(self, value: list[widgets.Widget]) -> None:
+        self.view.closing = value
+
+    @property
+    def built(self) -> int:
+        return self.view.built
+
+    @built.setter
+    def built(self, value: int) -> None:
+        self.view.built = value
+
+    @property
+    def wanted(self) -> bool:
+        return self.view.wanted
+
+    @wanted.setter
+    def wanted(self, value: bool) -> None:
+        self.view.wanted = value
+
+    def stop_run(self, run_id: str | None) -> None:
+        self.view.stop_in_column(self.index, run_id)
+
+    def can_stop(self, run_id: str) -> bool:
+        return run_id in self.column.stoppers
+
+    def may_build(self) -> bool:
+        return self.view.may_build()
+
+
+class WidgetColumns(ColumnsRenderer):
+    """Live columns of ipywidgets; replaced by the static bundle when all runs ended."""
+
+    def __init__(
+        self,
+        infos: Sequence[RunInfo],
+        *,
+        stops: Sequence[Callable[[], None] | None] = (),
+        sink: Sink | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(infos, stops=stops, **kwargs)
+        self.sink = sink or IPythonSink()
+        self.display_id = f"nearnb-{uuid.uuid4().hex}"
+        self.kit = WidgetKit()
+        self.closing: list[widgets.Widget] = []
+        self.built = 0
+        self.wanted = False
+        self.hosts = [_ColumnHost(self, i) for i in range(len(self.columns))]
+        self.panels: list[RunPanel] = []  # each column's root panel, in order
+        boxes = []
+        for host, col in zip(self.hosts, self.columns, strict=True):
+            panel = RunPanel(host, None, stoppable=col.on_stop is not None)
+            col.panels.insert(0, panel)
+            self.panels.append(panel)
+            # Each column its own layout (the kit's is shared): equal widths, text wraps.
+            layout = widgets.Layout(flex="1 1 0%", min_width="0", padding="0 0.5em")
+            boxes.append(
+                self.kit.track(
+                    widgets.VBox((panel.root,), layout=layout, _dom_classes=("nearnb-column",))
+                )
+            )
+        row = widgets.Layout(width="100%", align_items="flex-start")
+        self.row = self.kit.track(
+            widgets.HBox(tuple(boxes), layout=row, _dom_classes=("nearnb-columns",))
+        )
+        parts: tuple[widgets.Widget, ...] = (self.row,)
+        if self.notice:
+            parts = (self.kit.html(notices_html((self.notice,))), self.row)
+        self.root = self.kit.vbox(parts, css_class="nearnb-comparison")
+        self._render()
+        self.throttle.flushed(boundary=True)
+        self.throttle.spend(self.kit.sent)  # every open counts, but is not a refresh's size
+        names = ", ".join(info.agent_name or "agent" for info in infos)
+        self.sink.show(
+            {
+                WIDGET_VIEW_MIME: {
+                    "version_major": 2,
+                    "version_minor": 0,
+                    "model_id": self.root.model_id,
+                },
+                "text/plain": f"{names}: live view, side by side (runs in progress)",
+            },
+            {},
+            display_id=self.display_id,
+        )
+
+    def stop_button(self, index: int) -> widgets.Button:
+        """Column ``index``'s Stop button (tests click it)."""
+        return self.panels[index].stop_button
+
+    def counter(self, index: int) -> widgets.HTML:
+        return self.panels[index].counter
+
+    # -------------------------------------------------------------- rendering
+
+    def _render(self, *, final: bool = False) -> int:
+        if final:
+            return 0  # the static bundle replaces the widget
+        start, self.built, self.wanted = self.kit.sent, 0, False
+        for col in self.columns:
+            i = 0
+            while i < len(col.panels):  # parents first; a render may add child panels
+                panel = col.panels[i]
+                i += 1
+                if isinstance(panel, ChildPanel):
+                    state = col.tree.runs.get(panel.ref.run_id)
+                    if state is not None:
+                        info = col.tree.info.get(panel.ref.run_id) or ChildInfo()
+                        panel.render(
+                            state,
+                            RunInfo(
+                                agent_name=panel.name,
+                                show_streaming_message=info.show_streaming_message,
+                            ),
+                            stop_requested=panel.ref.run_id in col.stopping,
+                        )
+                else:
+                    panel.render(col.state, col.info, stop_requested=col.stop_requested)
+        self.throttle.spend(self.built)
+        self.throttle.extra = CHILD_PANEL_OPENS if self.wanted else 0
+        cost = self.kit.sent - start - self.built
+        self._close_some(self.throttle.refresh_cost - cost)
+        return self.kit.sent - start - self.built
+
+    def may_build(self) -> bool:
+        """One sub-agent panel per refresh, when the message window has room for it."""
+        if self.built == 0 and self.throttle.spare() >= CHILD_PANEL_OPENS:
+            return True
+        self.wanted = True
+        return False
+
+    def _again(self) -> bool:
+        return self.wanted
+
+    def _close_some(self, budget: int) -> None:
+        while self.closing and budget > 0:
+            before = self.kit.sent
+            self.kit.close(self.closing.pop())
+            budget -= self.kit.sent - before
+
+    def _on_column_stop(self, index: int) -> int:
+        start = self.kit.sent
+        col = self.columns[index]
+        self.panels[index].on_stop_requested(col.state, col.info)
+        return self.kit.sent - start
+
+    def _on_column_child_stop(self, index: int, run_id: str) -> int:
+        col = self.columns[index]
+        panel = next(
+            (p for p in col.panels if isinstance(p, ChildPanel) and p.run_id == run_id), None
+        )
+        state = col.tree.runs.get(run_id)
+        if panel is None or state is None:
+            return 0
+        start = self.kit.sent
+        panel.on_stop_requested(state, RunInfo(agent_name=panel.name))
+        return self.kit.sent - start
+
+    # ------------------------------------------------------------- finishing
+
+    def _finalize(self, data: dict[str, Any], metadata: dict[str, Any]) -> None:
+        self.sink.update(data, metadata, display_id=self.display_id)
+        self.closing = list(self.kit.created)
+        self.kit.created.clear()
+
+    def _cleanup(self) -> float | None:
+        spare = self.throttle.spare(keep=0)
+        start = self.kit.sent
+        self._close_some(spare)
+        self.throttle.spend(self.kit.sent - start)
+        if not self.closing:
+            return None
+        return max(self.throttle.delay_for(1), 0.01)

@@ -184,18 +184,21 @@ def test_setting_position_from_code_changes_what_the_widget_shows(result: RunRes
         end = len(scrubber.timeline)
         assert scrubber.position == end and scrubber.slider.value == end
         final = shown(scrubber.view)
-        assert "data-status=\"completed\"" in final["header"] and final["live"] == ""
+        assert 'data-status="completed"' in final["header"] and final["live"] == ""
         assert final["transcript"][0] == "Starting. Asking two helpers."
         assert any("Done." in md for md in final["transcript"])
         wire.clear()
 
         # a position in the middle of the boss's long streamed answer
         events = scrubber.timeline.events
-        mid = max(
-            i
-            for i, e in enumerate(events, 1)
-            if e.run_id == result.run_id and e.event == "thread.message.delta"
-        ) - 20
+        mid = (
+            max(
+                i
+                for i, e in enumerate(events, 1)
+                if e.run_id == result.run_id and e.event == "thread.message.delta"
+            )
+            - 20
+        )
         scrubber.position = mid
         vm = scrubber.view_at(mid)
         now = shown(scrubber.view)
@@ -250,3 +253,168 @@ def _child_events(result: RunResult) -> list[Any]:
     from nearnb.view.timeline import RunEvents
 
     return [RunEvents(c.run_id, c.events, c.agent) for c in descendants(result)]
+
+
+# ---------------------------------------------------------------- the inputs
+
+
+def same_run(a: Timeline, b: Timeline) -> None:
+    """Two timelines of one run: the same events in the same order, the same views."""
+    assert [(e.run_id, e.seq, e.event, e.at) for e in a.events] == [
+        (e.run_id, e.seq, e.event, e.at) for e in b.events
+    ]
+    for k in (0, len(a) // 3, len(a) // 2, len(a)):
+        assert a.view_at(k) == b.view_at(k)
+        assert a.label(k) == b.label(k)
+
+
+def test_a_run_id_a_hub_url_and_a_file_scrub_as_the_result_does(
+    result: RunResult, tmp_path: Path
+) -> None:
+    base = timeline_of(result)
+    assert set(base.child_info) == {c.run_id for c in descendants(result)}
+    same_run(base, timeline_of(result.run_id))  # from the default store, children included
+
+    with running_hub(token="scrub-token") as hub:
+        root = f"{hub.url}/v1/threads/{result.thread_id}"
+        for url in (
+            f"{root}/runs/{result.run_id}",
+            f"{root}/runs/{result.run_id}/export",
+            f"{root}/stream/{result.run_id}?framing=near",
+        ):
+            same_run(base, timeline_of(url, token="scrub-token"))
+        with pytest.raises(ScrubError, match=r"401 .*pass token="):
+            timeline_of(f"{root}/runs/{result.run_id}")
+        with pytest.raises(ScrubError, match="404 run not found on the hub"):
+            timeline_of(f"{root}/runs/run_nope", token="scrub-token")
+
+    path = result.save(tmp_path / "run.jsonl")
+    alone = timeline_of(str(path))  # no child files beside it: the steps stay tool calls
+    assert [e.seq for e in alone.events] == [e.seq for e in result.events]
+    assert alone.child_info == {}
+    assert alone.view_at(len(alone)) == present(reduce(result.events), alone.info)
+    for child in descendants(result):
+        child.save(tmp_path / f"{child.run_id}.jsonl")
+    same_run(base, timeline_of(path))  # a Path, with the children's files beside it
+
+    with recording_comms():
+        for source in (result, result.run_id, path):
+            scrubber = scrub(source)
+            assert isinstance(scrubber, Scrubber) and scrubber.position == len(base)
+            scrubber.close()
+
+
+def unfinished(path: Path, tmp_path: Path) -> Path:
+    """The recording without its run's end (as a crashed producer would leave it)."""
+    lines = path.read_text().splitlines(keepends=True)
+    ends = ('"event":"thread.run.completed"', '"event":"done"')
+    out = tmp_path / "unfinished.jsonl"
+    out.write_text("".join(line for line in lines if not any(e in line for e in ends)))
+    return out
+
+
+def test_bad_inputs_are_refused_naming_the_problem(result: RunResult, tmp_path: Path) -> None:
+    path = result.save(tmp_path / "run.jsonl")
+    lines = path.read_text().splitlines(keepends=True)
+    (tmp_path / "notes.jsonl").write_text("hello\n")
+    (tmp_path / "broken.jsonl").write_text(
+        "".join(lines[:2]) + '{"type":"event","seq":"x","event":"e","at":1,"data":{}}\n'
+    )
+    (tmp_path / "empty.jsonl").write_text(lines[0])
+    free = running_port()
+    cases: list[tuple[Any, str]] = [
+        ("run_nope", "run not found: run_nope"),
+        (tmp_path / "missing.jsonl", "no recorded-run file at .*missing.jsonl"),
+        (str(tmp_path / "missing.jsonl"), "no recorded-run file at .*missing.jsonl"),
+        (tmp_path / "notes.jsonl", "notes.jsonl is not a nearnb run recording"),
+        (tmp_path / "broken.jsonl", "broken.jsonl line 3: 'event' is malformed"),
+        (tmp_path / "empty.jsonl", "empty.jsonl has no events to scrub"),
+        (unfinished(path, tmp_path), "has not finished .*'in_progress'.*nearnb.attach"),
+        (42, "cannot scrub 42: expected a RunResult, a run id, a hub URL"),
+        ("", "cannot scrub ''"),
+        ("http://127.0.0.1:9/elsewhere", "is not a hub URL of a run"),
+        (f"http://127.0.0.1:{free}/v1/threads/t/runs/r", "cannot reach the hub at"),
+    ]
+    for source, message in cases:
+        with pytest.raises(ScrubError, match=message):
+            scrub(source)
+
+
+def running_port() -> int:
+    """A loopback port nothing listens on."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+# --------------------------------------------------------- controls, fallbacks
+
+
+def test_buttons_slider_and_frontend_updates_move_the_position(result: RunResult) -> None:
+    with recording_comms():
+        scrubber = scrub(result)
+        end = len(scrubber.timeline)
+        click(scrubber.back)
+        assert scrubber.position == end - 1 and scrubber.slider.value == end - 1
+        click(scrubber.forward)
+        click(scrubber.forward)  # clamped at the end
+        assert scrubber.position == end
+        # what a drag sends: the frontend slider's new value, as a comm update
+        scrubber.slider.comm.handle_msg(
+            {"method": "update", "state": {"value": 5}, "buffer_paths": []}
+        )
+        assert scrubber.position == 5
+        assert shown(scrubber.view)["counter"].startswith(
+            f"<b>{scrubber.view_at(5).counter.number}</b>"
+        )
+        assert scrubber.timeline.label(5) in scrubber.label.value.replace("<code>", "").replace(
+            "</code>", ""
+        )
+        scrubber.slider.value = 0  # the slider's left end: before the first event
+        assert scrubber.position == 0 and "before the first event" in scrubber.label.value
+        with pytest.raises(traitlets.TraitError, match=rf"position {end + 1} is outside 0..{end}"):
+            scrubber.position = end + 1
+        assert scrubber.position == 0
+        play_link = scrubber._links[0]  # Play drives the slider in the browser
+        assert (play_link.source, play_link.target) == (
+            (scrubber.play, "value"),
+            (scrubber.slider, "value"),
+        )
+        assert scrubber.play.max == end and scrubber.slider.max == end
+
+
+def test_without_a_frontend_it_reads_as_text_and_markdown(result: RunResult) -> None:
+    with recording_comms():
+        scrubber = scrub(result)
+    end = len(scrubber.timeline)
+    text = repr(scrubber)
+    assert text.startswith(f"scrub {end:,} / {end:,} · done · +")
+    assert "boss · scripted::test-model · completed" in text and "Starting. Asking two" in text
+    k = next(i for i, e in enumerate(scrubber.timeline.events, 1) if e.event.endswith(".delta"))
+    scrubber.position = k + 1
+    text = repr(scrubber)
+    assert "running" in text and scrubber.view_at(k + 1).live.text in text
+    bundle = scrubber._repr_mimebundle_()
+    assert bundle["application/vnd.jupyter.widget-view+json"]["model_id"] == scrubber.model_id
+    assert bundle["text/plain"] == text
+    markdown = bundle["text/markdown"]
+    assert markdown.startswith(f"**{scrubber.timeline.label(k + 1)}**") and "running" in markdown
+    assert json.dumps(bundle)  # a displayable bundle
+
+
+def test_next_cut_is_the_same_for_every_prefix() -> None:
+    """The frozen blocks of a streamed text never move as it grows (nor as a seek goes back)."""
+    text = ("word " * 90 + "\n\n") * 6 + "```\n" + "code\n" * 600 + "```\n" + "x\n" * 900
+    cuts = [0]
+    while (cut := next_cut(text, cuts[-1])) is not None:
+        cuts.append(cut)
+    assert len(cuts) > 6
+    for length in range(0, len(text), 97):
+        prefix, got = text[:length], [0]
+        while (cut := next_cut(prefix, got[-1])) is not None:
+            got.append(cut)
+        assert got == [c for c in cuts if c <= length]
+    inside = text.index("```\n") + 4, text.index("```\n", text.index("```\n") + 1)
+    assert not any(inside[0] < c <= inside[1] for c in cuts)  # never inside a code fence

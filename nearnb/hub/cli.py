@@ -50,17 +50,33 @@ def add_hub_commands(commands: Any) -> None:
         help=f"largest request body; larger ones get 413 (default ${MAX_BODY_ENV}, "
         f"else {DEFAULT_MAX_BODY})",
     )
+    hub.add_argument(
+        "--bus",
+        metavar="URL",
+        default=os.environ.get("NEARNB_BUS"),
+        help="event bus shared with other hubs and run processes: redis://HOST:PORT/DB "
+        "(default $NEARNB_BUS; unset: the store itself, polled)",
+    )
     hub.set_defaults(func=_cmd_hub)
 
     attach = commands.add_parser("attach", help="follow or replay a run from a hub")
     attach.add_argument(
-        "url", help="…/v1/threads/<tid>/stream/<rid>, or a hub URL with --thread/--run"
+        "url",
+        nargs="+",
+        help="…/v1/threads/<tid>/stream/<rid>, or a hub URL with --thread/--run; "
+        "several hubs sharing a bus: the next is tried when one fails",
     )
     attach.add_argument("--thread", metavar="ID")
     attach.add_argument("--run", metavar="ID")
     attach.add_argument("--token", default=os.environ.get(TOKEN_ENV))
     attach.add_argument(
         "--speed", type=float, help="replay a finished run at this speed (1 = original pace)"
+    )
+    attach.add_argument(
+        "--cancel",
+        action="store_true",
+        help="Ctrl-C cancels the run (wherever it executes) and shows it end; "
+        "a second Ctrl-C stops watching",
     )
     attach.set_defaults(func=_cmd_attach)
 
@@ -82,6 +98,7 @@ def _cmd_hub(args: argparse.Namespace) -> int:
             args.token,
             max_body=args.max_body,
             generate_token=args.generate_token,
+            bus=args.bus,
         )
     except HubError as exc:
         print(f"nearnb hub: {exc}", file=sys.stderr)
@@ -101,16 +118,19 @@ def _cmd_attach(args: argparse.Namespace) -> int:
         pass
     try:
         result = attach(
-            args.url,
+            args.url[0] if len(args.url) == 1 else args.url,
             thread_id=args.thread,
             run_id=args.run,
             token=args.token,
             speed=args.speed,
             display=renderer,
+            cancel=args.cancel,
         )
     except (AttachError, ValueError) as exc:
         print(f"nearnb attach: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        return 130
     if renderer is None:
         for message in result.messages:
             print(message.text, end="\n\n")

@@ -27,14 +27,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
 import httpx
 from httpx_sse import EventSource
 
 from . import file_attach
+from .client_body import _aread_capped, _Body, _read_capped, _relay
 from .follow import Children
+from .remote import Remote, stream_urls
 from .session import (
     IDLE_TIMEOUT,
     MAX_EVENT_BYTES,
@@ -49,7 +51,6 @@ from .session import (
     Unauthorized,
     stream_url,
 )
-from .sse import FrameBounds, Inflater, SSELimitError, SSEProtocolError
 
 __all__ = [
     "AttachError",
@@ -66,10 +67,6 @@ __all__ = [
 
 READ_TIMEOUT = 45.0
 MAX_RETRIES = 6
-#: The most bytes one inflation step produces, so a compressed chunk cannot balloon at once.
-INFLATE_STEP = 64 * 1024
-#: The most bytes read of an error body (its message is all that is kept).
-MAX_ERROR_BODY = 64 * 1024
 
 
 def _timeout(read_timeout: float, idle_timeout: float | None) -> httpx.Timeout:
@@ -81,65 +78,22 @@ def _lost(url: str, exc: Exception) -> ConnectionLost:
     return ConnectionLost(f"connection to {url} lost: {type(exc).__name__}: {exc}")
 
 
+def _pause(backoff: float, remote: Remote) -> float:
+    """The wait before the next attempt: short when there is another hub to go on from."""
+    return min(backoff, 0.1) if remote.failover() else backoff
+
+
 def _transport_error(session: Session, exc: httpx.TransportError) -> ConnectionLost:
     """A read that timed out past ``idle_timeout`` is idleness; anything else a lost link."""
     idle = session.idle_error() if isinstance(exc, httpx.ReadTimeout) else None
     return idle or _lost(session.url, exc)
 
 
-# ------------------------------------------------------------------ bodies
-
-
-class _Body:
-    """A body as httpx-sse should see it: inflated in bounded steps and, for the event stream,
-    measured line by line (:class:`~nearnb.hub.sse.FrameBounds`) before anything buffers it."""
-
-    def __init__(self, response: httpx.Response, session: Session, *, stream: bool) -> None:
-        coding = response.headers.get("content-encoding", "").strip().lower()
-        if coding not in ("", "identity", "gzip", "x-gzip", "deflate"):  # stacked ones too
-            raise StreamProtocolError(
-                f"{session.url} answered with content encoding {coding[:80]!r}; "
-                "attach asks for gzip or deflate",
-                status=response.status_code,
-            )
-        self.inflate = Inflater(coding, INFLATE_STEP) if coding not in ("", "identity") else None
-        self.url = session.url
-        limits = (session.max_line_bytes, session.max_event_bytes)
-        self.bounds = FrameBounds(*limits) if stream else None
-
-    def feed(self, raw: bytes, *, inflated: bool = False) -> Iterator[bytes]:
-        """The decoded bytes of ``raw``; bytes that break a limit or the encoding as an
-        AttachError (``inflated``: ``raw`` is already past the inflater)."""
-        try:
-            for out in self.inflate(raw) if self.inflate and not inflated else (raw,):
-                if self.bounds is not None:
-                    self.bounds.check(out)
-                yield out
-        except SSELimitError as exc:
-            hint = f"on {self.url} (attach(..., {exc.limit}=...) accepts more)"
-            raise StreamTooLarge(f"{exc} {hint}", limit=exc.limit, size=exc.value) from None
-        except SSEProtocolError as exc:
-            raise StreamProtocolError(f"{exc} from {self.url}") from None
-
-    def flush(self) -> Iterator[bytes]:
-        return self.feed(self.inflate.flush(), inflated=True) if self.inflate else iter(())
-
-
-def _relay(response: httpx.Response, content: Any) -> httpx.Response:
-    """A response for httpx-sse whose body is ``content`` (already decoded: SSE is UTF-8)."""
-    headers = {"content-type": "text/event-stream; charset=utf-8"}
-    return httpx.Response(response.status_code, headers=headers, content=content)
-
-
-def _text(data: bytearray, cap: int) -> str:
-    return bytes(data[:cap]).decode("utf-8", "replace")
-
-
 # --------------------------------------------------------------------- sync
 
 
 def attach(
-    url: str,
+    url: str | Sequence[str],
     *,
     thread_id: str | None = None,
     run_id: str | None = None,
@@ -153,6 +107,7 @@ def attach(
     max_line_bytes: int = MAX_LINE_BYTES,
     max_event_bytes: int = MAX_EVENT_BYTES,
     client: httpx.Client | None = None,
+    cancel: bool = False,
 ) -> Any:
     """Follow (or replay) a run from a hub, show it, and return its ``RunResult``.
 
@@ -176,11 +131,16 @@ def attach(
     hub with no events for the run —, ``StreamProtocolError``, ``StreamTooLarge``,
     ``ConnectionLost``, ``IdleTimeout``) with ``.result`` holding what arrived.
 
-    ``url`` may be a recorded-run file instead, played with no hub (:mod:`.file_attach`).
+    ``url`` may be a recorded-run file instead, played with no hub (:mod:`.file_attach`),
+    or a list of hubs sharing one store and bus: a failed connection goes on from the
+    next, resuming after the last event seen. ``cancel``: the view's Stop and Ctrl-C
+    cancel the run (on whichever process executes it) and follow it to its end,
+    instead of only stopping watching (:mod:`.remote`).
     """
-    if file_attach.is_file_source(url):
+    if isinstance(url, str) and file_attach.is_file_source(url):
         return file_attach.attach_file(url, speed, display, show_streaming_message)
-    full, tid, rid = stream_url(url, thread_id, run_id)
+    urls, tid, rid = stream_urls(url, thread_id, run_id)
+    full = urls[0]
     session = Session(
         full,
         tid,
@@ -195,7 +155,9 @@ def attach(
         idle_timeout=idle_timeout,
     )
     limits = {"max_line_bytes": max_line_bytes, "max_event_bytes": max_event_bytes}
+    limits["cancel"] = cancel
     session.follower = Children(session, attach, token=token, speed=speed, client=client, **limits)
+    remote = Remote(session, urls, token=token, cancel=cancel)
     http = client or httpx.Client(timeout=_timeout(read_timeout, idle_timeout))
     try:
         while not session.over:
@@ -206,11 +168,14 @@ def attach(
                 if not session.over:
                     raise ConnectionLost("stream ended before its done event")
             except ConnectionLost as exc:
-                time.sleep(session.backoff(exc))
+                time.sleep(_pause(session.backoff(exc), remote))
             except httpx.TransportError as exc:
                 if session.stopped:
                     break
-                time.sleep(session.backoff(_transport_error(session, exc)))
+                time.sleep(_pause(session.backoff(_transport_error(session, exc)), remote))
+            except KeyboardInterrupt:
+                if not remote.interrupted():  # with cancel=True: cancelled, follow to the end
+                    raise
     except AttachError as exc:
         raise session.fail(exc) from None
     except KeyboardInterrupt:
@@ -262,20 +227,6 @@ def _stream_bytes(response: httpx.Response, session: Session) -> Iterator[bytes]
     yield from body.flush()
 
 
-def _read_capped(response: httpx.Response, session: Session, cap: int = MAX_ERROR_BODY) -> str:
-    """At most ``cap`` bytes of a body, decoded, so a hostile error body stays small; one in
-    an encoding attach cannot read is left unread (the status still says what happened)."""
-    data = bytearray()
-    with contextlib.suppress(StreamProtocolError):
-        body = _Body(response, session, stream=False)
-        for raw in response.iter_raw():
-            for piece in body.feed(raw):
-                data += piece
-                if len(data) >= cap:
-                    return _text(data, cap)
-    return _text(data, cap)
-
-
 def _settle(http: httpx.Client, session: Session) -> None:
     """After a 204 without the run's end: ask the hub for the run (see the session docstring)."""
     try:
@@ -291,7 +242,7 @@ def _settle(http: httpx.Client, session: Session) -> None:
 
 
 async def attach_async(
-    url: str,
+    url: str | Sequence[str],
     *,
     thread_id: str | None = None,
     run_id: str | None = None,
@@ -305,11 +256,13 @@ async def attach_async(
     max_line_bytes: int = MAX_LINE_BYTES,
     max_event_bytes: int = MAX_EVENT_BYTES,
     client: httpx.AsyncClient | None = None,
+    cancel: bool = False,
 ) -> Any:
     """:func:`attach` for an event loop (a notebook cell can ``await`` it)."""
-    if file_attach.is_file_source(url):
+    if isinstance(url, str) and file_attach.is_file_source(url):
         return await file_attach.attach_file_async(url, speed, display, show_streaming_message)
-    full, tid, rid = stream_url(url, thread_id, run_id)
+    urls, tid, rid = stream_urls(url, thread_id, run_id)
+    full = urls[0]
     session = Session(
         full,
         tid,
@@ -324,7 +277,9 @@ async def attach_async(
         idle_timeout=idle_timeout,
     )
     limits = {"max_line_bytes": max_line_bytes, "max_event_bytes": max_event_bytes}
+    limits["cancel"] = cancel
     session.follower = Children(session, attach, token=token, speed=speed, **limits)  # threads
+    remote = Remote(session, urls, token=token, cancel=cancel)
     http = client or httpx.AsyncClient(timeout=_timeout(read_timeout, idle_timeout))
     try:
         while not session.over:
@@ -335,11 +290,11 @@ async def attach_async(
                 if not session.over:
                     raise ConnectionLost("stream ended before its done event")
             except ConnectionLost as exc:
-                await asyncio.sleep(session.backoff(exc))
+                await asyncio.sleep(_pause(session.backoff(exc), remote))
             except httpx.TransportError as exc:
                 if session.stopped:
                     break
-                await asyncio.sleep(session.backoff(_transport_error(session, exc)))
+                await asyncio.sleep(_pause(session.backoff(_transport_error(session, exc)), remote))
     except AttachError as exc:
         raise session.fail(exc) from None
     except (KeyboardInterrupt, asyncio.CancelledError):
@@ -390,21 +345,6 @@ async def _astream_bytes(response: httpx.Response, session: Session) -> AsyncIte
             yield piece
     finally:
         await chunks.aclose()  # type: ignore[attr-defined]
-
-
-async def _aread_capped(
-    response: httpx.Response, session: Session, cap: int = MAX_ERROR_BODY
-) -> str:
-    """:func:`_read_capped` for an event loop."""
-    data = bytearray()
-    with contextlib.suppress(StreamProtocolError):
-        body = _Body(response, session, stream=False)
-        async for raw in response.aiter_raw():
-            for piece in body.feed(raw):
-                data += piece
-                if len(data) >= cap:
-                    return _text(data, cap)
-    return _text(data, cap)
 
 
 async def _asettle(http: httpx.AsyncClient, session: Session) -> None:

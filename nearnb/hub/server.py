@@ -119,6 +119,7 @@ class HubServer:
         log_level: str = "warning",
         max_body: int | None = None,
         generate_token: bool = False,
+        bus: Any = None,
     ) -> None:
         if generate_token and not token:
             token = generated_token()
@@ -135,8 +136,9 @@ class HubServer:
                 tail_interval=tail_interval,
                 loopback=is_loopback(host),
                 max_body=max_body,
+                bus=bus,
             )
-        except ValueError as exc:  # a bad --max-body / $NEARNB_MAX_BODY
+        except ValueError as exc:  # a bad --max-body / $NEARNB_MAX_BODY, a bad --bus
             raise HubError(str(exc)) from None
         self.hub = self.app.state.hub
         self.agents_dirs: list[Path] = self.hub.agents_dirs
@@ -217,8 +219,12 @@ def serve(
     *,
     max_body: int | None = None,
     generate_token: bool = False,
+    bus: str | None = None,
 ) -> None:
-    """Run a hub in the foreground until Ctrl-C (what ``nearnb hub`` does)."""
+    """Run a hub in the foreground until Ctrl-C (what ``nearnb hub`` does).
+
+    ``bus``: the event bus URL shared with other hubs (``redis://…``; None: ``$NEARNB_BUS``).
+    """
     hub = HubServer(
         host,
         port,
@@ -227,10 +233,11 @@ def serve(
         log_level="info",
         max_body=max_body,
         generate_token=generate_token,
+        bus=bus,
     )
     print(
         f"nearnb hub on {hub.url}/v1 (agents: {', '.join(map(str, hub.agents_dirs))}; "
-        f"max body {hub.max_body} bytes); Ctrl-C stops it",
+        f"max body {hub.max_body} bytes; bus {hub.hub.bus.name}); Ctrl-C stops it",
         flush=True,
     )
     hub.serve()

@@ -141,6 +141,7 @@ class Session:
         self.settling = False  # a resume got 204 without the run's end: ask for the run
         self.hub_run: dict[str, Any] | None = None  # the run object asked for, once it had ended
         self.follower: Any = None  # nearnb.hub.follow.Children: the sub-agents' own attaches
+        self.on_stop: Any = None  # the view's Stop, if not stop watching (nearnb.hub.remote)
 
     # ------------------------------------------------------------- requests
 
@@ -301,7 +302,8 @@ class Session:
         self.failures = 0  # events flow again: the retry budget is whole again
         self.idle_since = time.monotonic()  # after any pacing pause: that wait is ours
         if self.renderer is None:
-            self.renderer = _open_view(self.display, event, self.show_streaming_message, self.stop)
+            stop = self.on_stop or self.stop
+            self.renderer = _open_view(self.display, event, self.show_streaming_message, stop)
         if self.renderer is not None:
             try:
                 self.renderer(event)

@@ -188,8 +188,9 @@ class Recorder:
                         (cutoff,),
                     )
                 db.execute(
-                    "INSERT OR REPLACE INTO recorded_calls (run_id, n, request, response) "
-                    "VALUES (?, ?, ?, ?)",
+                    "INSERT INTO recorded_calls (run_id, n, request, response) "
+                    "VALUES (?, ?, ?, ?) ON CONFLICT (run_id, n) DO UPDATE SET "
+                    "request = excluded.request, response = excluded.response",
                     (self._owner.run_id, n, text, response),
                 )
         except Exception:  # a full disk must not fail the agent; the run just has no fixture

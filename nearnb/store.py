@@ -20,6 +20,15 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from .config import home
+from .dburl import (
+    DATABASE_URL_ENV,
+    POSTGRES_SCHEMES,
+    DatabaseError,
+    database_url,
+    redact,
+    scheme,
+    sqlite_path,
+)
 from .storebase import (
     DEFAULT_EVENT_TTL,
     ENDED_STATUSES,
@@ -34,10 +43,13 @@ __all__ = [
     "DEFAULT_EVENT_TTL",
     "ENDED_STATUSES",
     "BaseStore",
+    "DATABASE_URL_ENV",
+    "DatabaseError",
     "IntegrityError",
     "Store",
     "StoreError",
     "default_store",
+    "open_store",
 ]
 
 _SQLITE_TYPES = {
@@ -95,20 +107,43 @@ class Store(BaseStore):
             return self._db.execute(sql, args).fetchall()
 
 
+def open_store(url: str | None = None, *, event_ttl: float | None = None) -> BaseStore:
+    """The store of record a database URL names (default ``$NEARNB_DATABASE_URL``).
+
+    Unset or empty: the SQLite file under ``$NEARNB_HOME``. ``postgresql://…``:
+    :class:`nearnb.pgstore.PgStore`. ``sqlite:///path``: that SQLite file.
+    Anything else raises :class:`DatabaseError` naming the URL (password hidden).
+    """
+    url = database_url() if url is None else url.strip()
+    if not url:
+        return Store(event_ttl=event_ttl)
+    kind = scheme(url)
+    if kind in POSTGRES_SCHEMES:
+        from .pgstore import PgStore
+
+        return PgStore(url, event_ttl=event_ttl)
+    if kind == "sqlite":
+        return Store(sqlite_path(url), event_ttl=event_ttl)
+    raise DatabaseError(
+        f"unsupported database URL {redact(url)!r}: use postgresql://user:password@host/db "
+        "or sqlite:///path/to/file.db"
+    )
+
+
 _default_lock = threading.Lock()
-_default: Store | None = None
+_default: tuple[tuple[Path, str | None], BaseStore] | None = None
 
 
-def default_store() -> Store:
-    """The process's store for the current ``$NEARNB_HOME``, opened once.
+def default_store() -> BaseStore:
+    """The process's store for the current ``$NEARNB_HOME`` and ``$NEARNB_DATABASE_URL``.
 
-    Every run in a kernel would otherwise open its own SQLite connection;
-    one shared connection (the Store is thread-safe) is enough. A change of
-    ``$NEARNB_HOME`` opens the store there instead.
+    Opened once: every run in a kernel would otherwise open its own
+    connection, and one shared store (thread-safe) is enough. A change of
+    either variable opens the store it names instead.
     """
     global _default
-    path = home() / "nearnb.db"
+    key = (home() / "nearnb.db", database_url())
     with _default_lock:
-        if _default is None or _default.path != path:
-            _default = Store(path)
-        return _default
+        if _default is None or _default[0] != key:
+            _default = (key, open_store(key[1]))
+        return _default[1]

@@ -13,7 +13,7 @@ import pytest
 
 from nearnb import agentdata
 from nearnb.runs import run_agent, start_run
-from nearnb.store import Store
+from nearnb.store import default_store
 from tests.agent_helpers import make_agent
 
 #: An agent as public NEAR agents wrote it: a counter kept in agent data, reported as JSON.
@@ -35,7 +35,7 @@ def report(result: Any) -> dict[str, Any]:
     return json.loads(result.messages[-1].text)
 
 
-@pytest.mark.usefixtures("srv")  # runs resolve their provider at start
+@pytest.mark.usefixtures("srv", "database_url")  # srv: runs resolve their provider at start
 def test_data_persists_across_runs_and_threads_in_nears_shapes(tmp_path: Path) -> None:
     agent = make_agent(tmp_path / "counter", COUNTER)
     first = run_agent(agent, "go")
@@ -58,7 +58,7 @@ def test_data_persists_across_runs_and_threads_in_nears_shapes(tmp_path: Path) -
     assert two["row"]["updated_at"] >= one["row"]["updated_at"]
     assert two["all"] == [two["row"]]
 
-    log = Store().thread_dir(first.thread_id) / "system_log.txt"
+    log = default_store().thread_dir(first.thread_id) / "system_log.txt"
     assert "Error saving agent data by key bad" in log.read_text()
 
 
@@ -74,7 +74,7 @@ def test_data_belongs_to_the_agent_name_not_its_version_or_folder(tmp_path: Path
     assert [row["name"] for row in other["all"]] == ["other"]
 
 
-@pytest.mark.usefixtures("srv")  # runs resolve their provider at start
+@pytest.mark.usefixtures("srv", "database_url")  # srv: runs resolve their provider at start
 def test_concurrent_runs_in_two_threads_both_keep_their_writes(tmp_path: Path) -> None:
     code = (
         "key = env.list_messages()[-1]['content']\n"
@@ -96,15 +96,16 @@ def test_concurrent_runs_in_two_threads_both_keep_their_writes(tmp_path: Path) -
     for thread in threads:
         thread.join(60)
     assert {r.status for r in results.values()} == {"completed"}
-    rows = agentdata.get_all(Store(), "local", "writer")
+    rows = agentdata.get_all(default_store(), "local", "writer")
     assert sorted(row["key"] for row in rows) == sorted(f"{k}-{i}" for k in "ab" for i in range(20))
 
 
 # ------------------------------------------------------------------ the module itself
 
 
+@pytest.mark.usefixtures("database_url")  # on each store backend
 def test_values_go_through_json_as_they_went_over_the_wire() -> None:
-    store = Store()
+    store = default_store()
     row = agentdata.save(store, "local", "a", "k", {"t": (1, 2), 3: "x", "s": "é"})
     assert row["value"] == {"t": [1, 2], "3": "x", "s": "é"}
     assert agentdata.get(store, "local", "a", "k") == row
@@ -122,10 +123,11 @@ def test_values_go_through_json_as_they_went_over_the_wire() -> None:
         ("k", {str(i): i for i in range(400)}, "Value is too large"),
     ],
 )
+@pytest.mark.usefixtures("database_url")
 def test_refused_as_nears_hub_refused(key: Any, value: Any, problem: str) -> None:
     with pytest.raises(agentdata.AgentDataError, match=problem):
-        agentdata.save(Store(), "local", "a", key, value)
-    assert agentdata.get_all(Store(), "local", "a") == []
+        agentdata.save(default_store(), "local", "a", key, value)
+    assert agentdata.get_all(default_store(), "local", "a") == []
 
 
 def test_agent_key_drops_only_the_version() -> None:

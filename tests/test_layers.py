@@ -17,9 +17,11 @@ CORE_LAYERS: list[set[str]] = [
     {"nearnb.sinks", "nearnb.reducer", "nearnb.projection", "nearnb.accumulator"},
     {
         "nearnb.runlog",
+        "nearnb.dburl",
         "nearnb.storeschema",
         "nearnb.storebase",
         "nearnb.store",
+        "nearnb.pgstore",
         "nearnb.replayfile",
     },
     {

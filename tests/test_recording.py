@@ -47,6 +47,7 @@ def _streaming_run(srv: ScriptedOpenAI, tmp_path: Path, **reply: float) -> RunRe
     return result
 
 
+@pytest.mark.usefixtures("database_url")  # on each store backend
 def test_each_streamed_request_and_its_chunks_are_kept_in_order(
     srv: ScriptedOpenAI, tmp_path: Path
 ) -> None:
@@ -90,6 +91,7 @@ def test_a_non_streamed_completion_and_its_parameters_are_kept(
     )
 
 
+@pytest.mark.usefixtures("database_url")  # on each store backend
 def test_no_key_reaches_the_recording_or_the_file(srv: ScriptedOpenAI, tmp_path: Path) -> None:
     result = _streaming_run(srv, tmp_path)
     stored = default_store().read("SELECT request || COALESCE(response, '') FROM recorded_calls")

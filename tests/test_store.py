@@ -1,4 +1,4 @@
-"""The SQLite store, on real files."""
+"""The store of record, on each backend: real SQLite files and a real PostgreSQL."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ import pytest
 
 from nearnb.events import Event, Message, Run, message_delta, new_id, text_content
 from nearnb.persist import StoreSink
-from nearnb.store import Store, StoreError
+from nearnb.store import BaseStore, IntegrityError, Store, StoreError
+from tests.support.backends import reopen
 
 
 def make_message(tid: str, text: str, **kw: object) -> Message:
@@ -27,8 +28,7 @@ def test_store_is_a_wal_sqlite_file_under_nearnb_home(nearnb_home: Path) -> None
     assert mode == "wal"
 
 
-def test_threads_and_message_paging(tmp_path: Path) -> None:
-    store = Store(tmp_path / "s.db")
+def test_threads_and_message_paging(store: BaseStore) -> None:
     thread = store.create_thread({"k": "v"})
     assert store.get_thread(thread.id) == thread
     msgs = [store.save_message(make_message(thread.id, f"m{i}")) for i in range(5)]
@@ -49,8 +49,7 @@ def test_threads_and_message_paging(tmp_path: Path) -> None:
         store.require_thread("thread_nope")
 
 
-def test_updating_a_message_keeps_its_place(tmp_path: Path) -> None:
-    store = Store(tmp_path / "s.db")
+def test_updating_a_message_keeps_its_place(store: BaseStore) -> None:
     tid = store.create_thread().id
     first = store.save_message(make_message(tid, "a"))
     store.save_message(make_message(tid, "b"))
@@ -60,8 +59,7 @@ def test_updating_a_message_keeps_its_place(tmp_path: Path) -> None:
     assert [m.text for m in store.list_messages(tid)] == ["a2", "b"]
 
 
-def test_event_log_round_trip_and_expiry(tmp_path: Path) -> None:
-    store = Store(tmp_path / "s.db")
+def test_event_log_round_trip_and_expiry(store: BaseStore) -> None:
     tid = store.create_thread().id
     run = Run(id=new_id("run"), created_at=1, thread_id=tid, assistant_id="a")
     store.save_run(run)
@@ -78,7 +76,7 @@ def test_event_log_round_trip_and_expiry(tmp_path: Path) -> None:
     store.append_events(events)
     assert [e.seq for e in store.events(run.id, after=7)] == [8, 9, 10]
     assert store.events(run.id)[0].data == events[0].data
-    with pytest.raises(sqlite3.IntegrityError):
+    with pytest.raises(IntegrityError):
         store.append_events(events[:1])  # seq is unique per run
     assert store.expire_events(older_than=0) == 0  # run still going: kept
     store.save_run(run.model_copy(update={"status": "completed"}))
@@ -87,20 +85,18 @@ def test_event_log_round_trip_and_expiry(tmp_path: Path) -> None:
     assert store.events(run.id) == [] and store.get_run(run.id).status == "completed"
 
 
-def test_two_processes_share_the_file(tmp_path: Path) -> None:
-    """A hub opens the same file while a kernel writes it (WAL)."""
-    path = tmp_path / "s.db"
-    writer, reader = Store(path), Store(path)
+def test_two_stores_share_the_data(store: BaseStore) -> None:
+    """A hub opens the same file (WAL) or database while a kernel writes it."""
+    writer, reader = store, reopen(store)
     tid = writer.create_thread().id
     writer.save_message(make_message(tid, "hello"))
     assert [m.text for m in reader.list_messages(tid)] == ["hello"]
 
 
 def test_store_sink_writes_a_batch_and_its_rows_atomically_then_tells_listeners(
-    tmp_path: Path,
+    store: BaseStore,
 ) -> None:
     """One transaction per batch: the log and the rows it implies never disagree."""
-    store = Store(tmp_path / "s.db")
     tid = store.create_thread().id
     run = Run(id="run_1", created_at=0, thread_id=tid, assistant_id="a", status="in_progress")
     done = make_message(tid, "hi")
@@ -118,7 +114,7 @@ def test_store_sink_writes_a_batch_and_its_rows_atomically_then_tells_listeners(
     assert store.get_run("run_1").status == "in_progress"
     assert [m.text for m in store.list_messages(tid)] == ["hi"]
     assert heard == [(1, 3), (2, 3), (3, 3)]  # listeners hear only what is stored
-    with pytest.raises(sqlite3.IntegrityError):  # a repeated seq writes nothing of its batch
+    with pytest.raises(IntegrityError):  # a repeated seq writes nothing of its batch
         sink(
             [
                 e(
@@ -133,8 +129,7 @@ def test_store_sink_writes_a_batch_and_its_rows_atomically_then_tells_listeners(
     assert [x.seq for x in store.events("run_1")] == [1, 2, 3]
 
 
-def test_store_is_thread_safe(tmp_path: Path) -> None:
-    store = Store(tmp_path / "s.db")
+def test_store_is_thread_safe(store: BaseStore) -> None:
     tid = store.create_thread().id
     threads = [
         threading.Thread(
@@ -150,18 +145,16 @@ def test_store_is_thread_safe(tmp_path: Path) -> None:
 
 
 def test_finished_logs_expire_when_a_store_opens(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    store: BaseStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    path = tmp_path / "s.db"
-    store = Store(path)
     tid = store.create_thread().id
     run = Run(id=new_id("run"), created_at=1, thread_id=tid, assistant_id="a", status="completed")
     store.save_run(run)
     store.append_events([Event(seq=1, event="done", data="[DONE]", run_id=run.id, thread_id=tid)])
-    assert len(Store(path).events(run.id)) == 1  # default: kept for 24 h
+    assert len(reopen(store).events(run.id)) == 1  # default: kept for 24 h
     monkeypatch.setenv("NEARNB_EVENT_TTL", "0")
-    assert Store(path).events(run.id) == []  # configured: gone at the next open
-    assert Store(path).get_run(run.id).status == "completed"
+    assert reopen(store).events(run.id) == []  # configured: gone at the next open
+    assert reopen(store).get_run(run.id).status == "completed"
 
 
 def test_runs_in_one_process_share_one_store_per_home(

@@ -18,7 +18,7 @@ import pytest
 
 from nearnb.embeddings import LocalEmbedder, embedder_named
 from nearnb.runs import run_agent
-from nearnb.store import Store
+from nearnb.store import Store, default_store
 from nearnb.vectorindex import VectorStoreError, chunk_text, chunking
 from nearnb.vectorstores import VectorStores
 from tests.agent_helpers import API_KEY, make_agent, use_scripted_provider
@@ -78,13 +78,14 @@ def report(result: Any) -> dict[str, Any]:
 
 
 def rows() -> dict[str, int]:
-    store = Store()
+    store = default_store()
     return {t: store.read(f"SELECT count(*) FROM {t}")[0][0] for t in TABLES}
 
 
 # ------------------------------------------------------------ env, provider embeddings
 
 
+@pytest.mark.usefixtures("database_url")  # on each store backend
 def test_nears_vector_store_api_on_a_provider_run(esrv: EmbeddingsServer, tmp_path: Path) -> None:
     result = run_agent(make_agent(tmp_path / "kb", KNOWLEDGE_AGENT), "go")
     out = report(result)
@@ -135,6 +136,7 @@ def test_the_providers_embedding_model_is_configurable(
     assert embedder_named("scripted::embed-small").label == "scripted::embed-small"
 
 
+@pytest.mark.usefixtures("database_url")  # on each store backend
 def test_a_failing_embeddings_endpoint_marks_the_file_failed(
     esrv: EmbeddingsServer, tmp_path: Path
 ) -> None:
@@ -155,6 +157,7 @@ def test_a_failing_embeddings_endpoint_marks_the_file_failed(
     assert out["hits"] == []  # nothing was indexed, and an empty store embeds no query
 
 
+@pytest.mark.usefixtures("database_url")  # on each store backend
 def test_bytes_upload_and_a_file_that_is_not_text(esrv: EmbeddingsServer, tmp_path: Path) -> None:
     code = (
         "import json\n"
@@ -169,6 +172,7 @@ def test_bytes_upload_and_a_file_that_is_not_text(esrv: EmbeddingsServer, tmp_pa
     assert esrv.embedding_requests == []
 
 
+@pytest.mark.usefixtures("database_url")  # on each store backend
 def test_unknown_ids_are_refused_clearly(esrv: EmbeddingsServer, tmp_path: Path) -> None:
     code = (
         "out = []\n"

@@ -1,8 +1,12 @@
 """The store of record on each backend, for tests that every backend must pass.
 
-``store`` is parametrised over the backends: ``sqlite`` (a file under the
-test's ``$NEARNB_HOME``) and, once :mod:`nearnb.pgstore` lands, ``postgres``.
-A test that takes ``store`` runs once per backend, so both promise the same.
+``store`` is parametrised over the backends: ``sqlite`` (the file under the
+test's ``$NEARNB_HOME``) and ``postgres`` (a fresh database on the session's
+real PostgreSQL server, see :mod:`tests.support.postgres_server`). A test that
+takes ``store`` runs once per backend, so both promise the same behaviour.
+For ``postgres`` the fixture also sets ``$NEARNB_DATABASE_URL``, so
+``default_store()``, runs and subprocesses (kernels, the CLI) of the test use
+the same database. ``database_url`` is that URL (None for SQLite).
 """
 
 from __future__ import annotations
@@ -12,21 +16,43 @@ from pathlib import Path
 
 import pytest
 
-from nearnb.store import BaseStore, Store
+from nearnb.pgstore import PgStore
+from nearnb.store import DATABASE_URL_ENV, BaseStore, Store, open_store
+from tests.support.postgres_server import postgres_server, postgres_url
 
-STORE_BACKENDS = ["sqlite"]
+__all__ = [
+    "STORE_BACKENDS",
+    "database_url",
+    "postgres_server",
+    "postgres_url",
+    "reopen",
+    "store",
+]
 
-
-def open_backend(kind: str, home: Path) -> BaseStore:
-    """A fresh, empty store of ``kind``."""
-    if kind == "sqlite":
-        return Store(home / "nearnb.db")
-    raise ValueError(f"unknown store backend: {kind}")
+STORE_BACKENDS = ["sqlite", "postgres"]
 
 
 @pytest.fixture(params=STORE_BACKENDS)
-def store(request: pytest.FixtureRequest, nearnb_home: Path) -> Iterator[BaseStore]:
+def database_url(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, nearnb_home: Path
+) -> str | None:
+    """The store URL of this parametrisation (also in ``$NEARNB_DATABASE_URL``); None: SQLite."""
+    if request.param == "sqlite":
+        monkeypatch.delenv(DATABASE_URL_ENV, raising=False)
+        return None
+    url: str = request.getfixturevalue("postgres_url")
+    monkeypatch.setenv(DATABASE_URL_ENV, url)
+    return url
+
+
+@pytest.fixture
+def store(database_url: str | None) -> Iterator[BaseStore]:
     """An empty store of record, once per backend."""
-    opened = open_backend(request.param, nearnb_home)
+    opened = open_store(database_url or "")
     yield opened
     opened.close()
+
+
+def reopen(store: BaseStore) -> BaseStore:
+    """Another store on the same data, as a second process (a hub, a kernel) opens it."""
+    return PgStore(store.url) if isinstance(store, PgStore) else Store(store.path)

@@ -1,0 +1,183 @@
+"""The store of record on PostgreSQL, for hubs and kernels on several machines.
+
+``NEARNB_DATABASE_URL=postgresql://user:password@host:5432/db`` (or
+``nearnb hub --database URL``) selects it; :func:`nearnb.store.open_store`
+does the choosing. It keeps what the SQLite store keeps (threads,
+messages, runs, event logs, run control, the tables of
+:mod:`nearnb.agentdata`, :mod:`nearnb.vectorstores` and
+:mod:`nearnb.recording`) with the same SQL (:mod:`nearnb.storebase`), so
+PostgreSQL alone is a complete backend.
+
+How the one body of SQL runs here:
+
+* ``?`` placeholders become ``%s`` (a literal ``%`` becomes ``%%``), and the
+  word ``rowid`` becomes ``n``: the tables SQLite code orders by ``rowid``
+  get an ordered ``n BIGSERIAL`` column here;
+* a constraint violation is re-raised as :data:`nearnb.storebase.IntegrityError`
+  (``sqlite3.IntegrityError``), so callers catch one type on both backends;
+  a deadlock between two writers (an ``end_run`` racing a late producer) is
+  one too: one of them wrote nothing and is told so;
+* connections come from a small pool, one per transaction or read, so the
+  store is safe to share between threads (sink threads, the hub's pool);
+* the schema is created with ``CREATE ... IF NOT EXISTS`` under an advisory
+  lock, so processes opening a new database at once do not trip on each other.
+
+Thread files (``env.write_file``) stay on the local disk under
+``$NEARNB_HOME``: the database holds the conversation, not the workspace.
+The URL's password never appears in a repr, a log line or an error.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import lru_cache
+from typing import Any
+
+from .config import home
+from .dburl import POSTGRES_SCHEMES, DatabaseError, redact, scheme, scrub
+from .storebase import SCHEMA, BaseStore, IntegrityError, ttl_from_env
+
+try:
+    import psycopg
+    from psycopg import errors as pg_errors
+except ImportError:  # pragma: no cover - the "scale" extra is not installed
+    psycopg = None  # type: ignore[assignment]
+    pg_errors = None  # type: ignore[assignment]
+
+_PG_TYPES = {
+    "serial": "BIGSERIAL PRIMARY KEY",
+    "int": "BIGINT",
+    "real": "DOUBLE PRECISION",
+    "blob": "BYTEA",
+    "norowid": "",
+    "vn": "n BIGSERIAL, ",
+}
+
+#: Taken while creating the schema (``pg_advisory_xact_lock``): any fixed number will do.
+_SCHEMA_LOCK = 0x6E6561726E62  # "nearnb"
+
+#: Idle connections kept for reuse; more are opened under load and closed after.
+POOL_KEEP = 8
+
+
+@lru_cache(maxsize=1024)
+def translate(sql: str) -> str:
+    """SQLite-flavoured SQL from the store code as PostgreSQL wants it."""
+    return re.sub(r"\browid\b", "n", sql.replace("%", "%%").replace("?", "%s"))
+
+
+class _Tx:
+    """A transaction's connection, looking like ``sqlite3.Connection`` to store code."""
+
+    __slots__ = ("_conn",)
+
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
+
+    def execute(self, sql: str, args: Any = ()) -> Any:
+        with _mapped_errors():
+            return self._conn.execute(translate(sql), tuple(args))
+
+    def executemany(self, sql: str, rows: Any) -> Any:
+        with _mapped_errors():
+            cur = self._conn.cursor()
+            cur.executemany(translate(sql), list(rows))
+            return cur
+
+
+@contextmanager
+def _mapped_errors() -> Iterator[None]:
+    try:
+        yield
+    except (pg_errors.IntegrityError, pg_errors.DeadlockDetected) as exc:
+        raise IntegrityError(f"{type(exc).__name__}: {exc}") from exc
+
+
+class PgStore(BaseStore):
+    """Threads, messages, runs, event logs and run control in one PostgreSQL database.
+
+    Safe to share between threads, and between processes on any number of
+    machines that reach the same database.
+    """
+
+    def __init__(self, url: str, *, event_ttl: float | None = None):
+        if psycopg is None:
+            raise DatabaseError("NEARNB_DATABASE_URL needs psycopg 3: pip install 'nearnb[scale]'")
+        if not isinstance(url, str) or scheme(url) not in POSTGRES_SCHEMES:
+            shown = redact(url) if isinstance(url, str) else type(url).__name__
+            raise DatabaseError(f"not a postgresql:// URL: {shown}")
+        self.url = url
+        self.event_ttl = ttl_from_env(event_ttl)
+        # Not a file: its folder holds thread files, as beside the SQLite file.
+        self.path = home() / "nearnb.postgresql"
+        self._idle: list[Any] = []
+        self._lock = threading.Lock()
+        self._closed = False
+        with self._tx() as db:
+            db.execute("SELECT pg_advisory_xact_lock(?)", (_SCHEMA_LOCK,))
+            for statement in SCHEMA.format(**_PG_TYPES).split(";"):
+                if statement.strip(" \n-"):
+                    db.execute(statement)
+        self.expire_events()
+
+    def __repr__(self) -> str:
+        return f"PgStore({redact(self.url)!r})"
+
+    # -------------------------------------------------------------- connections
+
+    def _connect(self) -> Any:
+        try:
+            return psycopg.connect(self.url, autocommit=True, connect_timeout=10)
+        except psycopg.Error as exc:
+            raise DatabaseError(
+                f"cannot connect to {redact(self.url)}: {scrub(str(exc), self.url)}"
+            ) from None
+
+    @contextmanager
+    def _connection(self) -> Iterator[Any]:
+        with self._lock:
+            if self._closed:
+                raise DatabaseError(f"store closed: {redact(self.url)}")
+            conn = self._idle.pop() if self._idle else None
+        if conn is None or conn.closed:
+            conn = self._connect()
+        try:
+            yield conn
+        except psycopg.OperationalError:  # the server went away: do not reuse this one
+            conn.close()
+            raise
+        finally:
+            reusable = not conn.closed and (
+                conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+            )
+            with self._lock:
+                if reusable and not self._closed and len(self._idle) < POOL_KEEP:
+                    self._idle.append(conn)
+                    conn = None
+            if conn is not None:
+                conn.close()
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()
+
+    def __del__(self) -> None:  # like a dropped sqlite3 connection: closed quietly
+        if getattr(self, "_idle", None):
+            self.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[_Tx]:
+        with self._connection() as conn, conn.transaction():
+            yield _Tx(conn)
+
+    def _query(self, sql: str, args: tuple = ()) -> list[tuple]:
+        with self._connection() as conn, _mapped_errors():
+            return conn.execute(translate(sql), tuple(args)).fetchall()
+
+    _for_update = " FOR UPDATE"

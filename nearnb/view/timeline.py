@@ -183,3 +183,5 @@ def _copy(tree: RunTree) -> RunTree:
 def _share_payloads(state: RunState, memo: dict[int, object]) -> None:
     if state.run is not None:
         memo[id(state.run)] = state.run
+    if state.streaming is not None:
+        _ = state.streaming.text  # joins its chunks: one string to copy, not one per delta

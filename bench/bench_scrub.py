@@ -80,7 +80,7 @@ def main() -> None:
 
 def bench(path: Path, args: argparse.Namespace) -> None:
     from nearnb.reducer import reduce
-    from nearnb.scrub import scrub, timeline_of
+    from nearnb.scrubbing import scrub, timeline_of
     from nearnb.view.present import present
     from nearnb.view.scrubber import Scrubber
     from nearnb.view.testing import recording_comms

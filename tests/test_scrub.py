@@ -23,7 +23,7 @@ from nearnb.events import Event
 from nearnb.reducer import RunState, reduce
 from nearnb.result import RunResult
 from nearnb.runs import run_agent
-from nearnb.scrub import ScrubError, scrub, timeline_of
+from nearnb.scrubbing import ScrubError, scrub, timeline_of
 from nearnb.view.panel import block_markdown
 from nearnb.view.present import RunInfo, present
 from nearnb.view.scrubber import Scrubber, next_cut, shown

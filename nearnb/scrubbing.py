@@ -17,6 +17,9 @@ event log (and its sub-agents' logs) as a :class:`~nearnb.view.timeline.Timeline
 A run that has not ended is refused (``nearnb.attach`` follows a live one):
 the slider would have no end. Every refusal is a :class:`ScrubError` that
 names the run, the file or the URL and what is wrong with it.
+
+(The module is not called ``nearnb.scrub``: importing a submodule binds it as
+an attribute of the package, and ``nearnb.scrub`` must stay the function.)
 """
 
 from __future__ import annotations

@@ -19,8 +19,10 @@ import pytest
 from nearnb.pgstore import PgStore
 from nearnb.store import DATABASE_URL_ENV, BaseStore, Store, open_store
 from tests.support.postgres_server import postgres_server, postgres_url
+from tests.support.scaleout import BACKENDS, backend_env
 
 __all__ = [
+    "backend",
     "STORE_BACKENDS",
     "database_url",
     "postgres_server",
@@ -56,3 +58,17 @@ def store(database_url: str | None) -> Iterator[BaseStore]:
 def reopen(store: BaseStore) -> BaseStore:
     """Another store on the same data, as a second process (a hub, a kernel) opens it."""
     return PgStore(store.url) if isinstance(store, PgStore) else Store(store.path)
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(
+    request: pytest.FixtureRequest,
+    monkeypatch: pytest.MonkeyPatch,
+    nearnb_home: Path,
+    tmp_path: Path,
+) -> Iterator[str]:
+    """The whole backend, once each: ``sqlite`` (SQLite store, store-backed bus) and
+    ``postgres+redis`` (PostgreSQL store, Redis Streams bus), set in the environment for the
+    test's processes (:func:`tests.support.scaleout.backend_env`)."""
+    with backend_env(request.param, request, monkeypatch, tmp_path) as kind:
+        yield kind

@@ -22,8 +22,9 @@ from __future__ import annotations
 import html
 import itertools
 import os
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +34,7 @@ from .view.bundle import md_escape
 
 if TYPE_CHECKING:
     from .agents import Agent
+    from .events import Event
     from .result import RunResult
     from .runhandle import RunHandle
     from .store import Store
@@ -40,7 +42,14 @@ if TYPE_CHECKING:
 #: More columns than this is almost surely a mistake (and unreadable).
 MAX_COLUMNS = 8
 
-__all__ = ["MAX_COLUMNS", "Comparison", "RunStats", "compare", "plan_columns"]
+__all__ = [
+    "MAX_COLUMNS",
+    "Comparison",
+    "ComparisonRun",
+    "RunStats",
+    "compare",
+    "plan_columns",
+]
 
 
 @dataclass(frozen=True)
@@ -208,17 +217,22 @@ def compare(
     model: str | Sequence[str] | None = None,
     provider: str | Sequence[str] | None = None,
     display: str | None = None,
+    wait: bool = True,
     store: Store | None = None,
     env_vars: dict[str, str] | None = None,
-) -> Comparison:
+    **options: Any,
+) -> Comparison | ComparisonRun:
     """Run several agents (or one agent on several models) on ``message`` side by side.
 
     ``agents``: one agent or a list (folder paths, names under the agents
     dirs, or :class:`~nearnb.agents.Agent`); ``model`` / ``provider``: one
     value, a comma list or a list - every combination is a column. Each run
-    gets a new thread. Blocks until every run has ended; a kernel interrupt
-    (or Ctrl-C) stops them all, a column's Stop stops that run only. Mistakes
-    (no such agent, bad display, too many columns) raise before anything runs.
+    gets a new thread. Blocks until every run has ended and returns the
+    :class:`Comparison`; a kernel interrupt (or Ctrl-C) stops them all, a
+    column's Stop stops that run only. With ``wait=False`` the
+    :class:`ComparisonRun` is returned at once (``.stop(i)``, ``.wait()``).
+    Mistakes (no such agent, bad display, too many columns) raise before
+    anything runs. ``options`` go to the view (``sink``, ``interval``, ``clock``).
     """
     from .agents import Agent, load_agent
     from .runs import start_run
@@ -237,51 +251,104 @@ def compare(
         for handle in handles:
             handle.cancel("another column failed to start")
         raise
-    labels = [_label(a, m, p) for a, m, p in loaded]
-    return _show(handles, loaded, labels, message, mode, shared_model_notice(loaded))
+    notice = shared_model_notice(loaded)
+    running = ComparisonRun(handles, loaded, message, mode, notice, not wait, options)
+    return running.wait() if wait else running
 
 
-def _show(
-    handles: list[RunHandle],
-    plan: list[tuple[Agent, str | None, str | None]],
-    labels: list[str],
-    message: str | None,
-    mode: str,
-    notice: str,
-) -> Comparison:
-    """Open the columns view, feed each column its run (and sub-agents), wait for all."""
-    from .api import Follow, _drained
-    from .view.columns import open_columns
-    from .view.present import RunInfo
+class ComparisonRun:
+    """Columns in progress: the runs' handles and their view.
 
-    infos = [
-        RunInfo(
-            agent_name=agent.name,
-            model=" · ".join(x for x in (p, m) if x),
-            show_streaming_message=bool(agent.show_streaming_message),
-        )
-        for agent, m, p in plan
-    ]
-    try:
-        view = open_columns(mode, infos, stops=[h.cancel for h in handles], notice=notice)
-    except BaseException:
-        for handle in handles:
-            handle.cancel("view failed")
-        raise
-    followed: list[list[RunHandle]] = [[] for _ in handles]
-    for i, handle in enumerate(handles):
-        handle.subscribe(Follow(handle, view.column(i), followed[i]), replay=True)
-    results: list[RunResult] = []
-    try:
+    ``stop(i)`` is column ``i``'s Stop button; ``wait()`` blocks until every run
+    has ended and returns the :class:`Comparison`. Without a waiter the view
+    finishes itself when the last run ends (``compare(..., wait=False)``).
+    """
+
+    def __init__(
+        self,
+        handles: list[RunHandle],
+        plan: list[tuple[Agent, str | None, str | None]],
+        message: str | None,
+        mode: str,
+        notice: str,
+        finish_alone: bool,
+        options: dict[str, Any] | None = None,
+    ) -> None:
+        from .api import Follow
+        from .view.columns import open_columns
+        from .view.present import RunInfo
+
+        self.handles, self.message, self.notice = handles, message, notice
+        self.labels = [_label(a, m, p) for a, m, p in plan]
+        infos = [
+            RunInfo(
+                agent_name=agent.name,
+                model=" · ".join(x for x in (p, m) if x),
+                show_streaming_message=bool(agent.show_streaming_message),
+            )
+            for agent, m, p in plan
+        ]
         try:
-            while not all(h.done for h in handles):
-                time.sleep(0.05)
-        except KeyboardInterrupt:
+            stops = [h.cancel for h in handles]
+            self.view = open_columns(mode, infos, stops=stops, notice=notice, **(options or {}))
+        except BaseException:
             for handle in handles:
-                handle.cancel("interrupted")
+                handle.cancel("view failed")
+            raise
+        self._followed: list[list[RunHandle]] = [[] for _ in handles]
+        self._ended = 0
+        self._lock = threading.Lock()
         for i, handle in enumerate(handles):
-            handle.wait()
-            results.append(_drained(handle, followed[i]))
-    finally:
-        view.finish(results or None)
-    return Comparison(results=results, labels=labels, message=message, notice=notice or None)
+            follow = Follow(handle, self.view.column(i), self._followed[i])
+            handle.subscribe(self._finishing(follow) if finish_alone else follow, replay=True)
+
+    @property
+    def done(self) -> bool:
+        return all(h.done for h in self.handles)
+
+    def stop(self, index: int) -> None:
+        """Column ``index``'s Stop: cancel that run only."""
+        self.view.stop_column(index)
+
+    def wait(self) -> Comparison:
+        """Block until every run has ended; an interrupt stops them all."""
+        results: list[RunResult] = []
+        try:
+            try:
+                while not self.done:
+                    time.sleep(0.05)
+            except KeyboardInterrupt:
+                for handle in self.handles:
+                    handle.cancel("interrupted")
+            for handle in self.handles:
+                handle.wait()
+            results = self._results()
+        finally:
+            self.view.finish(results or None)
+        return Comparison(results, self.labels, self.message, self.notice or None)
+
+    def _results(self) -> list[RunResult]:
+        from .api import _drained
+
+        return [_drained(h, f) for h, f in zip(self.handles, self._followed, strict=True)]
+
+    def _finishing(self, follow: Callable[[Event], None]) -> Callable[[Event], None]:
+        """``follow``, and once the last run's ``done`` is fed, the view's finish."""
+
+        def feed(event: Event) -> None:
+            follow(event)
+            if event.event != "done":
+                return
+            with self._lock:
+                self._ended += 1
+                last = self._ended == len(self.handles)
+            if last:  # on that run's feeding thread: updates go by display id
+                self.view.finish(self._results())
+
+        return feed
+
+    def __repr__(self) -> str:
+        states = ", ".join(
+            f"{label}: {h.state.status}" for label, h in zip(self.labels, self.handles, strict=True)
+        )
+        return f"<ComparisonRun {states}>"

@@ -121,7 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--no-wait",
         action="store_true",
-        help="return the RunHandle at once; the view keeps streaming",
+        help="return the RunHandle (side by side: the ComparisonRun) at once; the view "
+        "keeps streaming",
     )
     parser.add_argument(
         "--attach", metavar="URL", help="follow a run on a hub instead (with --thread and --run)"
@@ -187,15 +188,18 @@ class NearAgentMagics(Magics):
                 "%near_agent: --thread cannot be used side by side: each column runs in a "
                 f"new thread ({USAGE_HINT})"
             )
-        if args.no_wait:
-            raise UsageError(f"%near_agent: --no-wait is for one agent, not columns ({USAGE_HINT})")
         try:
             folders = [find_agent(agent) for agent in agents]
         except AgentError as exc:
             raise UsageError(f"%near_agent: {exc}") from None
         try:
             return compare(
-                folders, message, model=args.model, provider=args.provider, display=args.display
+                folders,
+                message,
+                model=args.model,
+                provider=args.provider,
+                display=args.display,
+                wait=not args.no_wait,
             )
         except (ValueError, StoreError) as exc:  # AgentError, too many columns, bad display
             raise UsageError(f"%near_agent: {_one_line(exc)}") from None

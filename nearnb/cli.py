@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, TextIO
 
 from .agents import Agent, AgentError, load_agent
+from .dburl import DatabaseError
 from .runs import RunResult, start_run
 
 
@@ -159,7 +160,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except AgentError as exc:
+    except (AgentError, DatabaseError) as exc:  # DatabaseError: a bad $NEARNB_DATABASE_URL
         print(f"nearnb: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -44,7 +44,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 
 from ..bus import BUS_ENV, EventBus, open_bus
-from ..store import ENDED_STATUSES, Store
+from ..store import ENDED_STATUSES, Store, open_store
 from .completions import chat_completions
 from .errors import (
     ApiError,
@@ -193,7 +193,7 @@ def create_app(
     limit = max_body if max_body is not None else max_body_from_env()
     if limit < 1:
         raise ValueError(f"max_body must be a positive number of bytes, not {limit}")
-    store = store or Store()
+    store = store or open_store()  # $NEARNB_DATABASE_URL, else SQLite
     if bus is None or isinstance(bus, str):
         bus = open_bus(bus if bus is not None else os.environ.get(BUS_ENV), store)
     hub = Hub(

@@ -51,6 +51,12 @@ def add_hub_commands(commands: Any) -> None:
         f"else {DEFAULT_MAX_BODY})",
     )
     hub.add_argument(
+        "--database",
+        metavar="URL",
+        help="store of record shared with other hubs and kernels: postgresql://USER:PASSWORD@"
+        "HOST:PORT/DB (default $NEARNB_DATABASE_URL; unset: $NEARNB_HOME/nearnb.db)",
+    )
+    hub.add_argument(
         "--bus",
         metavar="URL",
         default=os.environ.get("NEARNB_BUS"),
@@ -88,8 +94,11 @@ def _positive_int(raw: str) -> int:
 
 
 def _cmd_hub(args: argparse.Namespace) -> int:
+    from ..store import DATABASE_URL_ENV, DatabaseError
     from .server import HubError, serve
 
+    if args.database:  # the hub's store, and that of the runs it executes
+        os.environ[DATABASE_URL_ENV] = args.database
     try:
         serve(
             args.host,
@@ -100,7 +109,7 @@ def _cmd_hub(args: argparse.Namespace) -> int:
             generate_token=args.generate_token,
             bus=args.bus,
         )
-    except HubError as exc:
+    except (HubError, DatabaseError) as exc:
         print(f"nearnb hub: {exc}", file=sys.stderr)
         return 2
     return 0

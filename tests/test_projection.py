@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from nearnb.events import Message, Run, new_id, now, text_content
 from nearnb.projection import Rows, project
 from nearnb.runs import run_agent
-from nearnb.store import Store
+from nearnb.store import BaseStore
 from tests.agent_helpers import make_agent
 from tests.support.openai_server import Reply, ScriptedOpenAI
 
@@ -88,7 +88,7 @@ def _agent_code(steps: list[tuple], end: str, srv: ScriptedOpenAI, other_thread:
     return "\n".join(lines) + "\n"
 
 
-def _rows_of(store: Store, run_id: str, thread_ids: list[str]) -> Rows:
+def _rows_of(store: BaseStore, run_id: str, thread_ids: list[str]) -> Rows:
     """What the REST API serves for the run: its run object and the messages it wrote."""
     rows = Rows()
     run = store.get_run(run_id)
@@ -118,9 +118,9 @@ def _dump(rows: Rows) -> dict:
 )
 @given(steps=st.lists(step, max_size=5), end=ending)
 def test_rest_objects_equal_a_fold_of_the_event_log(
-    srv: ScriptedOpenAI, tmp_path: Path, steps: list[tuple], end: str
+    srv: ScriptedOpenAI, store: BaseStore, tmp_path: Path, steps: list[tuple], end: str
 ) -> None:
-    store = Store()
+    """On each store backend (``store``): both must hold what the log folds to."""
     other = store.create_thread()
     assert srv.pending == 0, "a previous example left scripted replies"
     code = _agent_code(steps, end, srv, other.id)

@@ -38,6 +38,8 @@ if TYPE_CHECKING:
     from .result import RunResult
     from .runhandle import RunHandle
     from .store import Store
+    from .view.columns import ColumnsRenderer
+    from .view.present import RunInfo
 
 #: More columns than this is almost surely a mistake (and unreadable).
 MAX_COLUMNS = 8
@@ -275,8 +277,7 @@ class ComparisonRun:
         options: dict[str, Any] | None = None,
     ) -> None:
         from .api import Follow
-        from .view.columns import open_columns
-        from .view.present import RunInfo
+        from .view.present import RunInfo  # noqa: F811 - at run time
 
         self.handles, self.message, self.notice = handles, message, notice
         self.labels = [_label(a, m, p) for a, m, p in plan]
@@ -352,3 +353,29 @@ class ComparisonRun:
             f"{label}: {h.state.status}" for label, h in zip(self.labels, self.handles, strict=True)
         )
         return f"<ComparisonRun {states}>"
+
+
+def open_columns(
+    mode: str,
+    infos: Sequence[RunInfo],
+    *,
+    stops: Sequence[Callable[[], None] | None] = (),
+    **options: Any,
+) -> ColumnsRenderer:
+    """The columns view for a display mode (see :func:`nearnb.view.choose_display`);
+    call on the cell's thread (notebook modes display their output at once)."""
+    from .view.columns import ColumnsRenderer, MarkdownColumns  # noqa: F811 - at run time
+    from .view.sink import TextSink
+
+    if mode == "widget":
+        from .view.columns_widget import WidgetColumns
+
+        return WidgetColumns(infos, stops=stops, **options)
+    if mode == "handle":
+        return MarkdownColumns(infos, stops=stops, live=True, **options)
+    if mode == "plain":
+        return MarkdownColumns(infos, stops=stops, live=False, **options)
+    if mode == "terminal":
+        options.setdefault("sink", TextSink())
+        return MarkdownColumns(infos, stops=stops, live=False, **options)
+    return ColumnsRenderer(infos, stops=stops, **options)

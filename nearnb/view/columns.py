@@ -20,7 +20,8 @@ output with one static bundle: the summary (the comparison table, built by
 notebook keeps every column's answer. Modes: this class itself shows nothing
 (``none``); :class:`MarkdownColumns` is ``handle`` (live Markdown updated by
 display id) and ``plain``/``terminal`` (the bundle once, at the end);
-:mod:`nearnb.view.columns_widget` is ``widget``.
+:mod:`nearnb.view.columns_widget` is ``widget`` (:func:`nearnb.compare.open_columns`
+chooses).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from ..reducer import RunState
 from .base import Renderer, is_boundary
 from .bundle import METADATA_KEY, md_escape, metadata, run_markdown, run_plain
 from .present import RunInfo, present
-from .sink import Sink, TextSink, default_sink
+from .sink import Sink, default_sink
 from .throttle import DEFAULT_INTERVAL, Clock
 from .tree import ChildInfo, RunTree
 
@@ -320,26 +321,3 @@ class MarkdownColumns(ColumnsRenderer):
             self.sink.show(data, metadata)
         else:
             self.sink.update(data, metadata, display_id=self.display_id)
-
-
-def open_columns(
-    mode: str,
-    infos: Sequence[RunInfo],
-    *,
-    stops: Sequence[Callable[[], None] | None] = (),
-    **options: Any,
-) -> ColumnsRenderer:
-    """The columns view for a display mode (see :func:`nearnb.view.choose_display`);
-    call on the cell's thread (notebook modes display their output at once)."""
-    if mode == "widget":
-        from .columns_widget import WidgetColumns
-
-        return WidgetColumns(infos, stops=stops, **options)
-    if mode == "handle":
-        return MarkdownColumns(infos, stops=stops, live=True, **options)
-    if mode == "plain":
-        return MarkdownColumns(infos, stops=stops, live=False, **options)
-    if mode == "terminal":
-        options.setdefault("sink", TextSink())
-        return MarkdownColumns(infos, stops=stops, live=False, **options)
-    return ColumnsRenderer(infos, stops=stops, **options)

@@ -43,6 +43,7 @@ def nearnb_home(
             "NEARNB_FALLBACK",
             "NEARNB_DISPLAY",
             "NEARNB_MODEL",
+            "NEARNB_DATABASE_URL",  # a developer's database must not receive test data
         ):
             monkeypatch.delenv(var, raising=False)
     yield home

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
@@ -61,6 +62,10 @@ _SCHEMA_LOCK = 0x6E6561726E62  # "nearnb"
 
 #: Idle connections kept for reuse; more are opened under load and closed after.
 POOL_KEEP = 8
+
+#: A connection idle longer than this (s) is checked before use, so a database restart
+#: costs the next operation a reconnection, not an error.
+POOL_CHECK_AFTER = 5.0
 
 
 @lru_cache(maxsize=1024)
@@ -113,7 +118,7 @@ class PgStore(BaseStore):
         self.event_ttl = ttl_from_env(event_ttl)
         # Not a file: its folder holds thread files, as beside the SQLite file.
         self.path = home() / "nearnb.postgresql"
-        self._idle: list[Any] = []
+        self._idle: list[tuple[Any, float]] = []  # (connection, idle since), newest last
         self._lock = threading.Lock()
         self._closed = False
         with self._tx() as db:
@@ -141,7 +146,12 @@ class PgStore(BaseStore):
         with self._lock:
             if self._closed:
                 raise DatabaseError(f"store closed: {redact(self.url)}")
-            conn = self._idle.pop() if self._idle else None
+            conn, idle_since = self._idle.pop() if self._idle else (None, 0.0)
+        if conn is not None and time.monotonic() - idle_since > POOL_CHECK_AFTER:
+            try:  # idle a while: the server may have restarted since (one round trip)
+                conn.execute("SELECT 1")
+            except psycopg.Error:
+                conn.close()
         if conn is None or conn.closed:
             conn = self._connect()
         try:
@@ -155,7 +165,7 @@ class PgStore(BaseStore):
             )
             with self._lock:
                 if reusable and not self._closed and len(self._idle) < POOL_KEEP:
-                    self._idle.append(conn)
+                    self._idle.append((conn, time.monotonic()))
                     conn = None
             if conn is not None:
                 conn.close()
@@ -164,7 +174,7 @@ class PgStore(BaseStore):
         with self._lock:
             self._closed = True
             idle, self._idle = self._idle, []
-        for conn in idle:
+        for conn, _ in idle:
             conn.close()
 
     def __del__(self) -> None:  # like a dropped sqlite3 connection: closed quietly

@@ -17,8 +17,10 @@ import threading
 from pathlib import Path
 
 import httpx
+import psycopg
 import pytest
 
+from nearnb import pgstore
 from nearnb.cli import main as nearnb_main
 from nearnb.dburl import redact
 from nearnb.events import Event, Message, Run, message_delta, new_id, text_content
@@ -34,7 +36,7 @@ from nearnb.store import (
 from tests.agent_helpers import make_agent
 from tests.support.hub import running_hub
 from tests.support.openai_server import ScriptedOpenAI
-from tests.support.postgres_server import PASSWORD
+from tests.support.postgres_server import PASSWORD, PostgresServer
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -145,6 +147,22 @@ def test_the_hub_serves_from_the_database(
         created = httpx.post(f"{hub.url}/v1/threads", json={"metadata": {"k": "v"}}).json()
     stored = PgStore(postgres_url).get_thread(created["id"])
     assert stored is not None and stored.metadata == {"k": "v"}
+
+
+def test_a_restarted_database_costs_a_reconnection_not_an_error(
+    postgres_server: PostgresServer, postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = PgStore(postgres_url)
+    thread = store.create_thread()
+    postgres_server.restart()  # every pooled connection is now dead
+    monkeypatch.setattr(pgstore, "POOL_CHECK_AFTER", 0.0)  # as if idle for a while: checked
+    assert store.get_thread(thread.id) == thread
+    assert store.get_thread(store.create_thread().id) is not None
+    postgres_server.restart()
+    monkeypatch.setattr(pgstore, "POOL_CHECK_AFTER", 3600.0)  # just used: not checked, so
+    with pytest.raises(psycopg.OperationalError):  # the one operation on it fails...
+        store.get_thread(thread.id)
+    assert store.get_thread(thread.id) == thread  # ...and the broken connection is not reused
 
 
 # ---------------------------------------------------------------- several processes

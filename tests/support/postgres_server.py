@@ -54,6 +54,11 @@ class PostgresServer:
         self.dir = Path(tempfile.mkdtemp(prefix="nearnb-pg-"))
         self.data = self.dir / "data"
         self._numbers = itertools.count(1)
+        self._options = (
+            f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 "
+            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
+            "-c max_connections=200"
+        )
 
     def _as_postgres(self, *argv: str) -> None:
         prefix = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
@@ -78,17 +83,24 @@ class PostgresServer:
             "-E", "UTF8",
             "--no-sync",
         )  # fmt: skip
-        options = (
-            f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 "
-            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
-            "-c max_connections=200"
-        )
         self._as_postgres(
-            str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-o", options,
+            str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-o", self._options,
             "-l", str(self.dir / "log"), "-w", "-t", "60", "start",
         )  # fmt: skip
         self.admin(f"CREATE ROLE {ROLE} LOGIN CREATEDB PASSWORD '{PASSWORD}'")
         return self
+
+    def restart(self) -> None:
+        """Stop the server (its connections drop) and start it again on the same port.
+
+        ``-m fast``: a clean shutdown, as ``-m immediate`` would lose the last
+        commits of a cluster that runs without fsync.
+        """
+        self._as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-m", "fast", "stop")
+        self._as_postgres(
+            str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-o", self._options,
+            "-l", str(self.dir / "log"), "-w", "-t", "60", "start",
+        )  # fmt: skip
 
     def admin(self, sql: str) -> None:
         """Run ``sql`` as the superuser over the cluster's Unix socket."""

@@ -104,6 +104,8 @@ class WidgetColumns(ColumnsRenderer):
         for host, col in zip(self.hosts, self.columns, strict=True):
             panel = RunPanel(host, None, stoppable=col.on_stop is not None)
             col.panels.insert(0, panel)
+            # A narrow column squeezes the button to "S…": keep it whole.
+            self.kit.set(panel.stop_button.layout, flex="0 0 auto")
             self.panels.append(panel)
             # Each column its own layout (the kit's is shared): equal widths, text wraps.
             layout = widgets.Layout(flex="1 1 0%", min_width="0", padding="0 0.5em")

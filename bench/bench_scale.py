@@ -1,0 +1,294 @@
+"""Scale-out: hub processes on one PostgreSQL and one Redis, against one hub on SQLite.
+
+Each configuration runs the same workload in real processes:
+
+* a **producer** process (standing in for kernels) executes ``--runs`` concurrent runs
+  (``nearnb.runs.start_run``) that stream ``--deltas`` chunks at ``--rate`` chunks/s each
+  from a scripted OpenAI-compatible server inside it; the content is held back until every
+  subscriber is connected;
+* ``--hubs`` hub processes (``python -m nearnb.hub``) on their own ports;
+* ``--subscribers`` SSE subscribers (asyncio + httpx, one client process: this one), spread
+  round-robin over the hubs and the runs, each reading with ``?timing=1``.
+
+Measured for every (subscriber, event) pair emitted after the content was released: the delay
+from the producer's emit time to this process having read the frame (p50/p99); checked for
+every subscriber: exactly the run's events ``1..N``, none lost, none twice. Also: the CPU
+seconds each hub process spent (from ``/proc``), and a cancel's time from the
+``POST .../cancel`` on a hub to the ``thread.run.cancelled`` frame on a subscriber of another
+(median of ``--cancels`` runs executing in another process).
+
+Configurations: ``sqlite x1`` (the default set-up), ``postgres+redis x1``, ``postgres+redis
+x{hubs}``; the cost per extra hub is the difference in hub CPU seconds (and in p99) between
+the last two, divided by the extra hubs. Target: p99 < 100 ms, 0 lost.
+
+Run: ``python bench/bench_scale.py [--hubs 4] [--runs 20] [--subscribers 1000] [--deltas 100]
+[--rate 20] [--cancels 5]`` (about two minutes on 2 cores).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+TIMING = '"nearnb_at":'
+AGENT = "env.add_reply(env.completion(env.list_messages(), stream=True))\n"
+PRODUCER = """
+import json, os, sys, threading
+sys.path.insert(0, sys.argv[1])
+from tests.agent_helpers import make_agent
+from tests.support.openai_server import Reply, ScriptedOpenAI
+from nearnb.runs import start_run
+runs, deltas, rate = int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5])
+gate = threading.Event()
+with ScriptedOpenAI() as srv:
+    os.environ["NEARNB_PROVIDER_SCRIPTED_BASE_URL"] = srv.base_url
+    os.environ["NEARNB_PROVIDER_SCRIPTED_API_KEY"] = "sk-bench"
+    for _ in range(runs):
+        srv.script(Reply.text(*[f"w{i} " for i in range(deltas)], delay=1 / rate, gate=gate))
+    agent = make_agent(__import__("pathlib").Path(sys.argv[2]), sys.argv[6])
+    handles = [start_run(agent, "go") for _ in range(runs)]
+    print(json.dumps([[h.thread_id, h.run_id] for h in handles]), flush=True)
+    sys.stdin.readline()
+    gate.set()
+    print(json.dumps([h.wait().status for h in handles]), flush=True)
+"""
+
+
+# ------------------------------------------------------------------ subscribers
+
+
+async def _subscribe(client: Any, url: str, frames: list, ready: asyncio.Event, n: list) -> None:
+    async with client.stream("GET", url, params={"timing": "1"}) as response:
+        assert response.status_code == 200, (url, response.status_code)
+        buffer = ""
+        async for text in response.aiter_text():
+            received = time.time()
+            buffer += text
+            *complete, buffer = buffer.split("\n\n")
+            for frame in complete:
+                seq = at = None
+                name = ""
+                for line in frame.split("\n"):
+                    if line.startswith("id: "):
+                        seq = int(line[4:])
+                    elif line.startswith("event: "):
+                        name = line[7:]
+                    elif line.startswith("data: ") and (i := line.rfind(TIMING)) > 0:
+                        at = float(line[i + len(TIMING) : -1])
+                if seq is None:
+                    continue
+                if not frames:
+                    n[0] += 1
+                    if n[0] == n[1]:
+                        ready.set()
+                frames.append((seq, at, received, name))
+                if name == "done":
+                    return
+
+
+async def _fan_out(urls: list[str], go: Any) -> tuple[list[list], float]:
+    import httpx
+
+    limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
+    frames: list[list] = [[] for _ in urls]
+    ready = asyncio.Event()
+    count = [0, len(urls)]
+    async with httpx.AsyncClient(timeout=httpx.Timeout(30, read=300), limits=limits) as client:
+        tasks = []
+        for i, url in enumerate(urls):
+            tasks.append(asyncio.create_task(_subscribe(client, url, frames[i], ready, count)))
+            if i % 50 == 49:
+                await asyncio.sleep(0.05)  # connect in waves: listen backlogs are 128
+        await asyncio.wait_for(ready.wait(), 120)
+        released = time.time()
+        go()
+        await asyncio.gather(*tasks)
+    return frames, released
+
+
+# ------------------------------------------------------------------ processes
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+
+def _workload(args: argparse.Namespace, hubs: list[Any], tmp: Path) -> dict[str, Any]:
+    producer = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            PRODUCER,
+            str(ROOT),
+            str(tmp / f"agent-{time.monotonic_ns()}"),
+            str(args.runs),
+            str(args.deltas),
+            str(args.rate),
+            AGENT,
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert producer.stdin is not None and producer.stdout is not None
+    runs = json.loads(producer.stdout.readline())
+    urls = [
+        f"{hubs[i % len(hubs)].url}/v1/threads/{runs[i % len(runs)][0]}/stream/"
+        f"{runs[i % len(runs)][1]}"
+        for i in range(args.subscribers)
+    ]
+    cpu0 = [_cpu_seconds(h.proc.pid) for h in hubs]
+
+    def go() -> None:
+        producer.stdin.write("go\n")  # type: ignore[union-attr]
+        producer.stdin.flush()  # type: ignore[union-attr]
+
+    frames, released = asyncio.run(_fan_out(urls, go))
+    statuses = json.loads(producer.stdout.readline())
+    producer.wait(60)
+    cpu = [_cpu_seconds(h.proc.pid) - c for h, c in zip(hubs, cpu0, strict=True)]
+    delays, lost, twice = [], 0, 0
+    for got in frames:
+        seqs = [f[0] for f in got]
+        total = seqs[-1] if got and got[-1][3] == "done" else len(seqs)
+        lost += total - len(set(seqs))
+        twice += len(seqs) - len(set(seqs))
+        delays += [(r - a) * 1000 for _, a, r, _ in got if a is not None and a >= released]
+    return {
+        "p50": statistics.median(delays) if delays else float("nan"),
+        "p99": _pct(delays, 0.99),
+        "max": max(delays, default=float("nan")),
+        "pairs": len(delays),
+        "lost": lost,
+        "twice": twice,
+        "completed": statuses.count("completed"),
+        "hub_cpu": sum(cpu),
+    }
+
+
+def _cancel_times(args: argparse.Namespace, hubs: list[Any], srv: Any, tmp: Path) -> list[float]:
+    import httpx
+
+    from tests.support.scaleout import Producer
+
+    times = []
+    for i in range(args.cancels):
+        producer = Producer(srv, tmp / f"cancel-{time.monotonic_ns()}", ticks=2000, delay=0.01)
+        try:
+            producer.wait_for_deltas(3)
+            viewer, asker = hubs[i % len(hubs)], hubs[(i + 1) % len(hubs)]
+            with (
+                httpx.Client(timeout=httpx.Timeout(10, read=30)) as client,
+                client.stream("GET", viewer.url + producer.path()) as stream,
+            ):
+                lines = stream.iter_lines()
+                while "thread.message.delta" not in next(lines):
+                    pass
+                asked = time.monotonic()
+                cancel = (
+                    f"{asker.url}/v1/threads/{producer.thread_id}/runs/{producer.run_id}/cancel"
+                )
+                assert httpx.post(cancel, timeout=10).status_code == 200
+                while "thread.run.cancelled" not in next(lines):
+                    pass
+                times.append((time.monotonic() - asked) * 1000)
+            producer.finish()
+        finally:
+            producer.close()
+    return times
+
+
+# ------------------------------------------------------------------ backends
+
+
+def _configuration(kind: str, n_hubs: int, args: argparse.Namespace) -> dict[str, Any]:
+    from tests.support.hub import HubProcess
+    from tests.support.openai_server import ScriptedOpenAI
+    from tests.support.postgres_server import PostgresServer
+    from tests.support.redis_server import redis_server
+
+    with ExitStack() as stack, tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        os.environ["NEARNB_HOME"] = str(tmp / "home")
+        for var in ("NEARNB_DATABASE_URL", "NEARNB_BUS"):
+            os.environ.pop(var, None)
+        if kind == "postgres+redis":
+            pg = stack.enter_context(PostgresServer())
+            os.environ["NEARNB_DATABASE_URL"] = pg.create_database()
+            os.environ["NEARNB_BUS"] = stack.enter_context(redis_server(tmp / "redis"))
+        hubs = [stack.enter_context(HubProcess()) for _ in range(n_hubs)]
+        figures = _workload(args, hubs, tmp)
+        if args.cancels:
+            srv = stack.enter_context(ScriptedOpenAI())
+            os.environ["NEARNB_PROVIDER_SCRIPTED_BASE_URL"] = srv.base_url
+            os.environ["NEARNB_PROVIDER_SCRIPTED_API_KEY"] = "sk-bench"
+            times = _cancel_times(args, hubs, srv, tmp)
+            figures["cancel_ms"] = statistics.median(times)
+            figures["cancel_max_ms"] = max(times)
+        return figures
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--hubs", type=int, default=4)
+    parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--subscribers", type=int, default=1000)
+    parser.add_argument("--deltas", type=int, default=100)
+    parser.add_argument("--rate", type=float, default=20.0, help="chunks per second per run")
+    parser.add_argument("--cancels", type=int, default=5)
+    args = parser.parse_args()
+    configs = [("sqlite", 1), ("postgres+redis", 1), ("postgres+redis", args.hubs)]
+    print(
+        f"{args.runs} runs x {args.deltas} deltas at {args.rate:g}/s, "
+        f"{args.subscribers} subscribers; 2-core machine: everything shares it"
+    )
+    print(
+        f"{'backend':<16}{'hubs':>5}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}{'pairs':>9}"
+        f"{'lost':>6}{'twice':>6}{'runs ok':>8}{'hub cpu s':>10}{'cancel ms':>10}"
+    )
+    results = {}
+    bad = False
+    for kind, n in configs:
+        f = results[(kind, n)] = _configuration(kind, n, args)
+        bad |= f["lost"] > 0 or f["twice"] > 0 or f["completed"] != args.runs
+        cancel = (
+            f"{f.get('cancel_ms', float('nan')):.0f}/{f.get('cancel_max_ms', float('nan')):.0f}"
+        )
+        print(
+            f"{kind:<16}{n:>5}{f['p50']:>9.1f}{f['p99']:>9.1f}{f['max']:>9.1f}{f['pairs']:>9}"
+            f"{f['lost']:>6}{f['twice']:>6}{f['completed']:>8}{f['hub_cpu']:>10.1f}{cancel:>10}",
+            flush=True,
+        )
+    if args.hubs > 1:
+        one, many = results[("postgres+redis", 1)], results[("postgres+redis", args.hubs)]
+        extra = args.hubs - 1
+        print(
+            f"cost per extra hub: {(many['hub_cpu'] - one['hub_cpu']) / extra:+.2f} CPU s, "
+            f"{(many['p99'] - one['p99']) / extra:+.1f} ms p99 "
+            f"(cancel: median/max ms from POST on one hub to the frame on another)"
+        )
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

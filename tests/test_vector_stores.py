@@ -18,7 +18,7 @@ import pytest
 
 from nearnb.embeddings import LocalEmbedder, embedder_named
 from nearnb.runs import run_agent
-from nearnb.store import Store, default_store
+from nearnb.store import default_store
 from nearnb.vectorindex import VectorStoreError, chunk_text, chunking
 from nearnb.vectorstores import VectorStores
 from tests.agent_helpers import API_KEY, make_agent, use_scripted_provider
@@ -263,7 +263,7 @@ def test_a_stored_sentence_ranks_first_on_the_embedded_model(tmp_path: Path) -> 
     assert out["firsts"] == dict.fromkeys(SENTENCES, True)
     assert out["recall"] == "My favourite colour is green."
     assert out["empty"] == []
-    store = VectorStores(Store())
+    store = VectorStores(default_store())
     assert {embedder_label(store, s["id"]) for s in store.list()} == {"local::smollm2"}
 
 
@@ -276,15 +276,18 @@ def embedder_label(stores: VectorStores, store_id: str) -> str:
 
 
 @pytest.fixture
-def hub(esrv: EmbeddingsServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    """A hub whose default provider is the scripted one (its default model names the embedder)."""
+def hub(
+    esrv: EmbeddingsServer, monkeypatch: pytest.MonkeyPatch, database_url: str | None
+) -> Iterator[Any]:
+    """A hub whose default provider is the scripted one (its default model names the embedder),
+    on each store backend (``database_url``)."""
     monkeypatch.setenv("NEARNB_PROVIDER_SCRIPTED_MODEL", "test-model")
     with running_hub() as server:
         yield server
 
 
 def upload(*names: str) -> list[str]:
-    stores = VectorStores(Store())
+    stores = VectorStores(default_store())
     return [stores.upload(SENTENCES[n].encode(), n)["id"] for n in names]
 
 

@@ -70,6 +70,13 @@ class RedisBus:
         self._async: dict[asyncio.AbstractEventLoop, Any] = {}
         self._lock = threading.Lock()
 
+    def check(self) -> None:
+        """Fail now, naming the bus, if Redis cannot be reached (a hub's start)."""
+        try:
+            self._redis.ping()
+        except redis.RedisError as exc:
+            raise ValueError(f"cannot reach the event bus at {self.name}: {exc}") from None
+
     def key(self, run_id: str, part: str = "events") -> str:
         return f"{self.prefix}:run:{run_id}:{part}"
 

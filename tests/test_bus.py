@@ -133,3 +133,30 @@ def test_bus_urls_are_chosen_and_checked(tmp_path: Path, monkeypatch: pytest.Mon
     monkeypatch.setenv("NEARNB_BUS", "redis://:hunter2@127.0.0.1:1/0")
     remote = bus_for(store)
     assert type(remote).__name__ == "RedisBus" and "hunter2" not in remote.name
+
+
+@pytest.mark.parametrize(
+    ("url", "said"),
+    [
+        (
+            "redis://:hunter2@127.0.0.1:1/0",
+            "cannot reach the event bus at redis://***@127.0.0.1:1/0",
+        ),
+        ("kafka://broker:9092", "use redis://HOST:PORT/DB"),
+    ],
+)
+def test_a_hub_with_a_bus_it_cannot_use_refuses_to_start(url: str, said: str) -> None:
+    import subprocess
+    import sys
+
+    from tests.support.scaleout import child_env
+
+    done = subprocess.run(
+        [sys.executable, "-m", "nearnb.hub", "--port", "0", "--bus", url],
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2 and said in done.stderr, done.stderr
+    assert "hunter2" not in done.stderr + done.stdout

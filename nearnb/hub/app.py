@@ -196,6 +196,7 @@ def create_app(
     store = store or open_store()  # $NEARNB_DATABASE_URL, else SQLite
     if bus is None or isinstance(bus, str):
         bus = open_bus(bus if bus is not None else os.environ.get(BUS_ENV), store)
+    getattr(bus, "check", lambda: None)()  # an unreachable bus fails the start, by name
     hub = Hub(
         store,
         agents_dirs=agents_dirs(agents_dir),

@@ -19,6 +19,9 @@ _EXPORTS = {
     "RunResult": "nearnb.runs",
     "RunHandle": "nearnb.runs",
     "attach": "nearnb.hub.client",
+    "compare": "nearnb.compare",  # agents side by side, in columns of one cell
+    "Comparison": "nearnb.compare",
+    "scrub": "nearnb.scrubbing",  # a slider over a finished run's events
     "Environment": "nearnb.environment",
     "StreamHandler": "nearnb.environment",
     "Store": "nearnb.store",

@@ -8,6 +8,7 @@ import sys
 import nearnb
 
 PUBLIC = [
+    "Comparison",
     "Environment",
     "Event",
     "RunHandle",
@@ -17,10 +18,12 @@ PUBLIC = [
     "StreamHandler",
     "__version__",
     "attach",
+    "compare",
     "hub",
     "providers",
     "render",
     "run_agent",
+    "scrub",
     "start_run",
     "view",
 ]

@@ -12,7 +12,9 @@ What a chunk implies:
 
 * the first non-empty text: ``thread.message.created`` and
   ``thread.message.in_progress`` (an in-progress Message with no content),
-  then one ``thread.message.delta`` per non-empty text chunk;
+  then one ``thread.message.delta`` per non-empty text chunk, its data a
+  :class:`~nearnb.events.CompactDelta` (the run's event makes it the usual
+  dict when read; see :mod:`nearnb.compactdelta`);
 * the first tool-call fragment: a ``tool_calls`` run step,
   ``thread.run.step.created``; then one ``thread.run.step.delta`` per
   fragment (OpenAI's RunStepDelta shape: ``index``, and ``id`` / ``name`` /
@@ -26,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .events import Message, message_delta, new_id, now, text_content
+from .events import CompactDelta, Message, new_id, now, text_content
 
 Pair = tuple[str, Any]
 
@@ -133,7 +135,7 @@ class ChunkAccumulator:
                 pairs.extend(self.created_pairs())
             self._parts.append(text)
             self.deltas += 1
-            pairs.append(("thread.message.delta", message_delta(self.message_id, text)))
+            pairs.append(("thread.message.delta", CompactDelta(self.message_id, text)))
         return pairs
 
     def _tool_fragment(self, call: Any) -> list[Pair]:

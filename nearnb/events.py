@@ -22,6 +22,8 @@ from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from .compactdelta import CompactDelta, LazyDataModel, compact_json, message_delta  # noqa: F401
+
 # --------------------------------------------------------------------------- ids
 
 _ID_PREFIXES = ("thread", "msg", "run", "step", "call")
@@ -319,11 +321,13 @@ for _name in EVENT_NAMES:
 # ----------------------------------------------------------------------- events
 
 
-class Event(BaseModel):
+class Event(LazyDataModel):
     """One event of a run: the OpenAI event name and object, plus ``seq``.
 
     ``at`` is the wall-clock time (float seconds) the producer emitted it,
-    kept so a replay can reproduce the original timing.
+    kept so a replay can reproduce the original timing. A text delta may be
+    held as a :class:`CompactDelta` until ``data`` is read (see
+    :mod:`nearnb.compactdelta`); every way of reading it sees the usual dict.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -351,30 +355,30 @@ class Event(BaseModel):
     def trusted(
         cls, seq: int, event: str, data: Any, run_id: str, thread_id: str, at: float
     ) -> Event:
-        """An Event from trusted values: ``model_construct`` minus its per-field
-        bookkeeping (2.5x cheaper; a run makes one Event per streamed chunk)."""
-        obj = cls.__new__(cls)
-        fields = {"seq": seq, "event": event, "data": data, "run_id": run_id}
-        object.__setattr__(obj, "__dict__", {**fields, "thread_id": thread_id, "at": at})
-        object.__setattr__(obj, "__pydantic_fields_set__", set(_ALL_EVENT_FIELDS))
-        object.__setattr__(obj, "__pydantic_extra__", None)
-        object.__setattr__(obj, "__pydantic_private__", None)
+        """An Event from trusted values: ``model_construct`` minus its per-field bookkeeping
+        (a run makes one per chunk); ``data`` may be a :class:`CompactDelta`, kept compact."""
+        obj = _new(cls)
+        if type(data) is CompactDelta:
+            fields = {"seq": seq, "event": event, "run_id": run_id, "thread_id": thread_id}
+            fields["at"] = at
+            _set_private(obj, data)
+        else:
+            fields = {"seq": seq, "event": event, "data": data, "run_id": run_id}
+            fields["thread_id"], fields["at"] = thread_id, at
+            _set_private(obj, None)
+        _setattr(obj, "__dict__", fields)
+        _set_fields_set(obj, _ALL_EVENT_FIELDS)
+        _set_extra(obj, None)
         return obj
 
 
+# Bound once: BaseModel's slot setters are cheaper than ``object.__setattr__`` by name.
+_new, _setattr = object.__new__, object.__setattr__
+_set_private = BaseModel.__dict__["__pydantic_private__"].__set__
+_set_fields_set = BaseModel.__dict__["__pydantic_fields_set__"].__set__
+_set_extra = BaseModel.__dict__["__pydantic_extra__"].__set__
+#: Shared by every trusted Event: a set each would be one more object for the GC to scan.
 _ALL_EVENT_FIELDS = frozenset({"seq", "event", "data", "run_id", "thread_id", "at"})
-
-
-def message_delta(message_id: str, text: str, index: int = 0) -> dict[str, Any]:
-    """The ``data`` of a ``thread.message.delta`` carrying one text chunk.
-
-    Built as a dict on purpose: this runs once per streamed chunk.
-    """
-    return {
-        "id": message_id,
-        "object": "thread.message.delta",
-        "delta": {"content": [{"index": index, "type": "text", "text": {"value": text}}]},
-    }
 
 
 def delta_text(data: dict[str, Any]) -> str:

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .events import HIDDEN_MESSAGE_TYPE_PREFIXES, TERMINAL_EVENTS, Event, delta_text
+from .stepstate import STEP_ENDED, ChildRef, StepState, ToolCallState, child_ref  # noqa: F401
 
 NOTICE_MESSAGE_TYPE = "system:notice"
 
@@ -74,78 +75,6 @@ class MessageState:
     def hidden(self) -> bool:
         """``system:*`` / ``agent:*`` messages are not part of the answer."""
         return (self.message_type or "").startswith(HIDDEN_MESSAGE_TYPE_PREFIXES)
-
-
-@dataclass
-class ToolCallState:
-    """A tool call made during the run, with its output once known.
-
-    ``name`` and ``arguments`` grow fragment by fragment from
-    ``thread.run.step.delta`` events; a whole RunStep (created / completed)
-    replaces them with its own values.
-    """
-
-    id: str
-    name: str
-    arguments: str
-    output: str | None = None
-    step_status: str = "in_progress"
-    type: str = "function"
-
-
-#: Step statuses after which a step no longer changes.
-STEP_ENDED = frozenset({"completed", "failed", "cancelled", "expired"})
-
-
-@dataclass(frozen=True)
-class ChildRef:
-    """The child run a ``run_agent`` step stands for (``env.run_agent``).
-
-    Read from the step's ``metadata`` (``nearnb.child_*``); a view follows the
-    child's own stream at ``/threads/{thread_id}/stream/{run_id}``.
-    """
-
-    run_id: str
-    thread_id: str
-    agent: str = ""
-
-    @property
-    def agent_name(self) -> str:
-        """``local/helper/0.1.0`` -> ``helper``: the short name a view shows."""
-        parts = self.agent.split("/")
-        return parts[1] if len(parts) == 3 else self.agent
-
-
-def child_ref(step: dict[str, Any]) -> ChildRef | None:
-    """The child a whole RunStep names, or None (an ordinary tool step)."""
-    meta = step.get("metadata")
-    if not isinstance(meta, dict):
-        return None
-    run_id, thread_id = meta.get("nearnb.child_run_id"), meta.get("nearnb.child_thread_id")
-    if not (isinstance(run_id, str) and run_id and isinstance(thread_id, str) and thread_id):
-        return None
-    return ChildRef(run_id, thread_id, str(meta.get("nearnb.child_agent") or ""))
-
-
-@dataclass
-class StepState:
-    """A ``tool_calls`` run step: its calls in order and its status."""
-
-    id: str | None
-    status: str = "in_progress"
-    calls: list[ToolCallState] = field(default_factory=list)
-    last_error: str | None = None
-    child: ChildRef | None = None  # a ``run_agent`` step: the child run it started
-
-    @property
-    def ended(self) -> bool:
-        return self.status in STEP_ENDED
-
-    def call_at(self, index: int) -> ToolCallState:
-        """The call at ``index`` (a delta's position), created empty if new."""
-        while len(self.calls) <= index:
-            self.calls.append(ToolCallState(id="", name="", arguments=""))
-        return self.calls[index]
 
 
 @dataclass
@@ -225,10 +154,16 @@ class RunState:
             self.first_at = event.at
         self.last_at = event.at
         name = event.event
-        data = event.data if isinstance(event.data, dict) else {}
         if name == "thread.message.delta":
-            self._on_delta(data, event.at)
-        elif name == "thread.run.step.delta":
+            packed = event.text_delta  # the compact form: no dict to build or read
+            if packed is not None:
+                self._on_delta(packed.message_id, packed.text, event.at)
+            else:
+                data = event.data if isinstance(event.data, dict) else {}
+                self._on_delta(data.get("id"), delta_text(data), event.at)
+            return True
+        data = event.data if isinstance(event.data, dict) else {}
+        if name == "thread.run.step.delta":
             self._on_step_delta(data)
         elif name.startswith("thread.run.step."):
             self._on_step(name, data)
@@ -243,9 +178,47 @@ class RunState:
             self.done = True
         return True
 
-    def _on_delta(self, data: dict[str, Any], at: float) -> None:
-        text = delta_text(data)
-        msg_id = data.get("id")
+    def apply_many(self, events: Iterable[Event]) -> int:
+        """:meth:`apply` each event in order; how many were new. Compact text
+        deltas continuing the streaming message are folded a run at once."""
+        applied, texts, run = 0, [], []  # a run of deltas not folded yet
+        for event in events:
+            packed, current = event.text_delta, self.streaming
+            if (
+                packed is not None
+                and current is not None
+                and current.id == packed.message_id
+                and event.seq > (run[-1].seq if run else self.last_seq)
+                and packed.message_id not in self._foreign_ids
+            ):
+                texts.append(packed.text)
+                run.append(event)
+                continue
+            if run:
+                applied += self._fold_run(run, "".join(texts))
+                texts, run = [], []
+            applied += self.apply(event)
+        return applied + (self._fold_run(run, "".join(texts)) if run else 0)
+
+    def _fold_run(self, run: list[Event], text: str) -> int:
+        """What :meth:`apply` of each of ``run`` (deltas of the streaming message) does."""
+        first, last, current = run[0], run[-1], self.streaming
+        assert current is not None
+        self.last_seq, self.last_at, self.last_delta_at = last.seq, last.at, last.at
+        self.thread_id, self.run_id = self.thread_id or first.thread_id, self.run_id or first.run_id
+        self.first_at = first.at if self.first_at is None else self.first_at
+        self.first_delta_at = first.at if self.first_delta_at is None else self.first_delta_at
+        self.events, self.deltas, self.chars = (
+            self.events + len(run),
+            self.deltas + len(run),
+            self.chars + len(text),
+        )
+        current.deltas += len(run)
+        if text:
+            current.append(text)
+        return len(run)
+
+    def _on_delta(self, msg_id: str | None, text: str, at: float) -> None:
         self.deltas += 1
         if self.first_delta_at is None:
             self.first_delta_at = at

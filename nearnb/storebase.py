@@ -66,16 +66,12 @@ def _put_run(db: Connection, run: Run) -> None:
     )
 
 
-#: ``json.dumps(..., separators=...)`` builds a new encoder per call; this is built once.
-_compact_json = json.JSONEncoder(separators=(",", ":")).encode
-
-
 def _put_events(db: Connection, events: list[Event]) -> None:
     if events:
         db.executemany(
             "INSERT INTO events (run_id, seq, event, data, thread_id, at) "
             "VALUES (?, ?, ?, ?, ?, ?)",
-            [(e.run_id, e.seq, e.event, _compact_json(e.data), e.thread_id, e.at) for e in events],
+            [(e.run_id, e.seq, e.event, e.data_json(), e.thread_id, e.at) for e in events],
         )
 
 

@@ -24,7 +24,7 @@ from types import TracebackType
 from typing import Any
 
 from .accumulator import streamed_message
-from .events import Message, attachment_list, message_delta, new_id, now
+from .events import CompactDelta, Message, attachment_list, new_id, now
 from .messages import MessageSequencer
 from .runlog import RunCancelled, RunLog
 
@@ -70,7 +70,7 @@ class ReplyWriter:
         self._open()
         self._parts.append(text)
         self.deltas += 1
-        self._log.emit("thread.message.delta", message_delta(self.message_id, text))
+        self._log.emit("thread.message.delta", CompactDelta(self.message_id, text))
 
     def write_all(self, pieces: Iterable[Any]) -> Message:
         """Write every piece of ``pieces`` (``str()`` of each), then close."""

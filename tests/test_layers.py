@@ -13,8 +13,21 @@ PACKAGE = Path(__file__).resolve().parents[1] / "nearnb"
 
 #: The run core, lowest first. A module may import only from its own layer or below.
 CORE_LAYERS: list[set[str]] = [
-    {"nearnb.events", "nearnb.config", "nearnb.tools", "nearnb.tool_text", "nearnb.near_models"},
-    {"nearnb.sinks", "nearnb.reducer", "nearnb.projection", "nearnb.accumulator"},
+    {
+        "nearnb.compactdelta",
+        "nearnb.events",
+        "nearnb.config",
+        "nearnb.tools",
+        "nearnb.tool_text",
+        "nearnb.near_models",
+    },
+    {
+        "nearnb.sinks",
+        "nearnb.stepstate",
+        "nearnb.reducer",
+        "nearnb.projection",
+        "nearnb.accumulator",
+    },
     {
         "nearnb.runlog",
         "nearnb.dburl",

@@ -160,3 +160,20 @@ def test_a_hub_with_a_bus_it_cannot_use_refuses_to_start(url: str, said: str) ->
     )
     assert done.returncode == 2 and said in done.stderr, done.stderr
     assert "hunter2" not in done.stderr + done.stdout
+
+
+def test_a_runs_redis_stream_expires_by_the_event_ttl(tmp_path: Path) -> None:
+    store = Store(tmp_path / "nearnb.db", event_ttl=90)
+    with redis_server(tmp_path / "redis") as url:
+        bus = open_bus(url, store)
+        run_id = new_id("run")
+        bus.publish(_events(run_id, "thread_x", range(1, 3)))
+        client = bus._redis  # type: ignore[attr-defined]
+        key = f"nearnb:run:{run_id}:events"
+        assert client.xlen(key) == 2 and 0 < client.ttl(key) <= 90
+        assert client.xinfo_stream(key)["last-generated-id"] == "2-0"  # ids are our seqs
+        bus.request_cancel(run_id, "hub:a")
+        bus.beat([run_id], "machine-b:1")
+        assert 0 < client.ttl(f"nearnb:run:{run_id}:cancel") <= 90
+        assert 0 < client.ttl(f"nearnb:run:{run_id}:beat") <= 90
+        bus.close()

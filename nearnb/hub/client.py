@@ -137,7 +137,7 @@ def attach(
     cancel the run (on whichever process executes it) and follow it to its end,
     instead of only stopping watching (:mod:`.remote`).
     """
-    if isinstance(url, str) and file_attach.is_file_source(url):
+    if not isinstance(url, list | tuple) and file_attach.is_file_source(url):
         return file_attach.attach_file(url, speed, display, show_streaming_message)
     urls, tid, rid = stream_urls(url, thread_id, run_id)
     full = urls[0]
@@ -259,7 +259,7 @@ async def attach_async(
     cancel: bool = False,
 ) -> Any:
     """:func:`attach` for an event loop (a notebook cell can ``await`` it)."""
-    if isinstance(url, str) and file_attach.is_file_source(url):
+    if not isinstance(url, list | tuple) and file_attach.is_file_source(url):
         return await file_attach.attach_file_async(url, speed, display, show_streaming_message)
     urls, tid, rid = stream_urls(url, thread_id, run_id)
     full = urls[0]

@@ -33,7 +33,7 @@ def stream_urls(
     url: str | Sequence[str], thread_id: str | None, run_id: str | None
 ) -> tuple[list[str], str, str]:
     """Every hub's stream URL for the run, and its ids (the first URL names them)."""
-    given = [url] if isinstance(url, str) else list(url)
+    given = list(url) if isinstance(url, list | tuple) else [url]
     if not given or not all(isinstance(u, str) for u in given):
         raise ValueError("url must be a hub or stream URL, or a non-empty list of them")
     first, tid, rid = stream_url(given[0], thread_id, run_id)

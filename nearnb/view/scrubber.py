@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import html
 import math
+import threading
 from bisect import bisect_right
 from typing import Any
 
@@ -38,7 +39,15 @@ import traitlets
 from ..reducer import RunState
 from .blocks import _FENCE, MAX_TAIL, MIN_BLOCK, tail_html
 from .bundle import run_markdown, run_plain
-from .panel import block_markdown, error_html, header_html, notices_html, steps_html, summary_line
+from .panel import (
+    block_markdown,
+    error_html,
+    header_html,
+    notices_html,
+    route_clicks_to_frontend_subshell,
+    steps_html,
+    summary_line,
+)
 from .present import Block, RunInfo, ToolBlock, present
 from .timeline import Timeline
 from .tree import ChildInfo, RunTree
@@ -263,6 +272,12 @@ class Scrubber(widgets.VBox):
         )
         self.back.on_click(lambda _button: self.step(-1))
         self.forward.on_click(lambda _button: self.step(1))
+        # ipykernel 7.4 handles a comm's message on the shell that last sent on that comm,
+        # so a drag (slider) and a click (button) could run on two threads at once and
+        # undo each other; the frontend sends all widget messages to one subshell: use it.
+        for widget in (self.play, self.slider, self.back, self.forward, self):
+            route_clicks_to_frontend_subshell(widget)
+        self._lock = threading.RLock()  # code in a cell and a drag may still overlap
         self.observe(self._on_position, "position")
         self.render()
 
@@ -290,20 +305,20 @@ class Scrubber(widgets.VBox):
 
     def step(self, delta: int) -> None:
         """Move ``delta`` events (clamped to the run)."""
-        self.position = min(max(self.position + delta, 0), len(self.timeline))
+        with self._lock:
+            self.position = min(max(self.position + delta, 0), len(self.timeline))
 
     def view_at(self, k: int) -> Any:
         """The root run's :class:`~nearnb.view.present.ViewModel` after the first ``k`` events."""
-        return self.timeline.view_at(k)
-
-    @property
-    def state(self) -> RunState:
-        """The root run's state at the current position (valid until the next seek)."""
-        return self.timeline.seek(self.position).root
+        with self._lock:
+            return self.timeline.view_at(k)
 
     def render(self) -> None:
         """Show the current position (only what changed since the last one is sent)."""
-        k = self.position
+        with self._lock:
+            self._render(self.position)
+
+    def _render(self, k: int) -> None:
         tree = self.timeline.seek(k)
         event = self.timeline.event(k)
         line = html.escape(self.timeline.label(k))
@@ -316,19 +331,23 @@ class Scrubber(widgets.VBox):
     # -------------------------------------------------------------- fallbacks
 
     def _repr_markdown_(self) -> str:
-        tree = self.timeline.seek(self.position)
-        body = run_markdown(tree.root, self.timeline.info, tree, live=True)
-        return f"**{self.timeline.label(self.position)}**\n\n{body}"
+        with self._lock:
+            k = self.position
+            tree = self.timeline.seek(k)
+            body = run_markdown(tree.root, self.timeline.info, tree, live=True)
+            return f"**{self.timeline.label(k)}**\n\n{body}"
 
     def text(self) -> str:
         """The position as text lines: the event line, the run's header, blocks, live text."""
-        tree = self.timeline.seek(self.position)
-        lines = [f"scrub {self.timeline.label(self.position)}"]
-        lines.append(run_plain(tree.root, self.timeline.info, tree))
-        live = present(tree.root, self.timeline.info).live
-        if live is not None and live.text:
-            lines.append(live.text)
-        return "\n\n".join(lines)
+        with self._lock:
+            k = self.position
+            tree = self.timeline.seek(k)
+            lines = [f"scrub {self.timeline.label(k)}"]
+            lines.append(run_plain(tree.root, self.timeline.info, tree))
+            live = present(tree.root, self.timeline.info).live
+            if live is not None and live.text:
+                lines.append(live.text)
+            return "\n\n".join(lines)
 
     def __repr__(self) -> str:
         return self.text()

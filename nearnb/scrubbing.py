@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .events import Event
-from .reducer import ChildRef, reduce
+from .reducer import ChildRef, child_ref
 from .result import RunResult
 from .view.timeline import RunEvents, Timeline
 
@@ -114,8 +114,18 @@ def timeline_of(
 
 
 def child_refs(events: Sequence[Event]) -> list[ChildRef]:
-    """The sub-agent runs a run's ``run_agent`` steps started, in order."""
-    return [step.child for step in reduce(events).steps if step.child is not None]
+    """The sub-agent runs a run's ``run_agent`` steps started, in order (read from the whole
+    steps the way the reducer reads them, without folding every delta a second time)."""
+    refs: dict[str, ChildRef] = {}
+    for event in events:
+        data = event.data
+        if not event.event.startswith("thread.run.step.") or event.event.endswith(".delta"):
+            continue
+        if not isinstance(data, dict) or not isinstance(data.get("step_details"), dict):
+            continue
+        if data["step_details"].get("type") == "tool_calls" and (ref := child_ref(data)):
+            refs.setdefault(ref.run_id, ref)
+    return list(refs.values())
 
 
 def _children(root: RunEvents, fetch: Callable[[ChildRef], RunEvents | None]) -> list[RunEvents]:

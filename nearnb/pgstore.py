@@ -29,6 +29,7 @@ The URL's password never appears in a repr, a log line or an error.
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 import time
@@ -63,9 +64,27 @@ _SCHEMA_LOCK = 0x6E6561726E62  # "nearnb"
 #: Idle connections kept for reuse; more are opened under load and closed after.
 POOL_KEEP = 8
 
+#: Connections one store holds at most (``$NEARNB_DATABASE_POOL``): a hub's thread pool
+#: and many runs must not exhaust the server's ``max_connections`` (100 by default)
+#: when several hubs and kernels share it. A caller beyond it waits up to POOL_WAIT s.
+POOL_MAX_ENV = "NEARNB_DATABASE_POOL"
+DEFAULT_POOL_MAX = 16
+POOL_WAIT = 60.0
+
 #: A connection idle longer than this (s) is checked before use, so a database restart
 #: costs the next operation a reconnection, not an error.
 POOL_CHECK_AFTER = 5.0
+
+
+def _pool_max() -> int:
+    raw = os.environ.get(POOL_MAX_ENV, "").strip()
+    if not raw:
+        return DEFAULT_POOL_MAX
+    if not raw.isdigit() or int(raw) < 1:
+        raise DatabaseError(
+            f"${POOL_MAX_ENV} must be a positive number of connections, not {raw!r}"
+        )
+    return int(raw)
 
 
 @lru_cache(maxsize=1024)
@@ -121,6 +140,9 @@ class PgStore(BaseStore):
         self._idle: list[tuple[Any, float]] = []  # (connection, idle since), newest last
         self._lock = threading.Lock()
         self._closed = False
+        self.pool_max = _pool_max()
+        self._slots = threading.BoundedSemaphore(self.pool_max)
+        self._held = threading.local()  # a thread's nested calls reuse its slot: no deadlock
         with self._tx() as db:
             db.execute("SELECT pg_advisory_xact_lock(?)", (_SCHEMA_LOCK,))
             for statement in SCHEMA.format(**_PG_TYPES).split(";"):
@@ -143,6 +165,23 @@ class PgStore(BaseStore):
 
     @contextmanager
     def _connection(self) -> Iterator[Any]:
+        depth = getattr(self._held, "depth", 0)
+        if depth == 0 and not self._slots.acquire(timeout=POOL_WAIT):
+            raise DatabaseError(
+                f"all {self.pool_max} connections to {redact(self.url)} stayed busy for "
+                f"{POOL_WAIT:.0f} s (raise ${POOL_MAX_ENV}?)"
+            )
+        self._held.depth = depth + 1
+        try:
+            with self._pooled() as conn:
+                yield conn
+        finally:
+            self._held.depth = depth
+            if depth == 0:
+                self._slots.release()
+
+    @contextmanager
+    def _pooled(self) -> Iterator[Any]:
         with self._lock:
             if self._closed:
                 raise DatabaseError(f"store closed: {redact(self.url)}")

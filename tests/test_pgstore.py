@@ -165,6 +165,53 @@ def test_a_restarted_database_costs_a_reconnection_not_an_error(
     assert store.get_thread(thread.id) == thread  # ...and the broken connection is not reused
 
 
+def test_a_store_holds_at_most_its_pool_of_connections(
+    postgres_server: PostgresServer, postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Many threads share ``$NEARNB_DATABASE_POOL`` connections; a nested call reuses its own."""
+    monkeypatch.setenv(pgstore.POOL_MAX_ENV, "2")
+    store = PgStore(postgres_url)
+    tid = store.create_thread().id
+    dbname = postgres_url.rsplit("/", 1)[1]
+    seen: list[int] = []
+    working = threading.Event()
+
+    def sample() -> None:
+        while working.is_set():
+            ((n,),) = postgres_server.admin(
+                f"SELECT count(*) FROM pg_stat_activity WHERE datname = '{dbname}'"
+            )
+            seen.append(n)
+
+    def save() -> None:
+        for _ in range(25):
+            store.save_message(
+                Message(id=new_id("msg"), created_at=1, thread_id=tid, role="user",
+                        content=text_content("x"))
+            )  # fmt: skip
+
+    working.set()
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    workers = [threading.Thread(target=save) for _ in range(8)]
+    for t in workers:
+        t.start()
+    for t in workers:
+        t.join()
+    working.clear()
+    sampler.join()
+    assert len(store.list_messages(tid)) == 200
+    assert seen and max(seen) <= 2
+    monkeypatch.setenv(pgstore.POOL_MAX_ENV, "1")
+    single = PgStore(postgres_url)
+    with single.write() as db:  # holds the one connection...
+        db.execute("INSERT INTO agent_data VALUES (?, ?, ?, ?)", ("ns", "a", "k", "{}"))
+        assert single.read("SELECT count(*) FROM threads") == [(1,)]  # ...and still reads
+    monkeypatch.setenv(pgstore.POOL_MAX_ENV, "none")
+    with pytest.raises(DatabaseError, match="NEARNB_DATABASE_POOL must be a positive number"):
+        PgStore(postgres_url)
+
+
 # ---------------------------------------------------------------- several processes
 
 WRITER = textwrap.dedent(

@@ -102,14 +102,15 @@ class PostgresServer:
             "-l", str(self.dir / "log"), "-w", "-t", "60", "start",
         )  # fmt: skip
 
-    def admin(self, sql: str) -> None:
-        """Run ``sql`` as the superuser over the cluster's Unix socket."""
+    def admin(self, sql: str) -> list[tuple]:
+        """Run ``sql`` as the superuser over the cluster's Unix socket; its rows, if any."""
         import psycopg
 
         with psycopg.connect(
             host=str(self.dir), port=self.port, user="postgres", dbname="postgres", autocommit=True
         ) as conn:
-            conn.execute(sql)
+            cur = conn.execute(sql)
+            return cur.fetchall() if cur.description else []
 
     def url(self, dbname: str) -> str:
         return f"postgresql://{ROLE}:{PASSWORD}@127.0.0.1:{self.port}/{dbname}"

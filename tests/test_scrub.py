@@ -418,3 +418,28 @@ def test_next_cut_is_the_same_for_every_prefix() -> None:
         assert got == [c for c in cuts if c <= length]
     inside = text.index("```\n") + 4, text.index("```\n", text.index("```\n") + 1)
     assert not any(inside[0] < c <= inside[1] for c in cuts)  # never inside a code fence
+
+
+def test_in_a_real_kernel_the_saved_notebook_keeps_a_readable_position(
+    result: RunResult, tmp_path: Path
+) -> None:
+    """nbclient (a kernel, no frontend): the cell's value is the widget plus Markdown and
+    text of the position shown, so a reopened notebook without widget state still reads."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    path = result.save(tmp_path / "run.jsonl")
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3"}
+    nb.cells = [
+        nbformat.v4.new_code_cell(f"from nearnb.scrubbing import scrub\ns = scrub({str(path)!r})"),
+        nbformat.v4.new_code_cell("s.position = 12\ns"),
+    ]
+    NotebookClient(nb, timeout=120, kernel_name="python3").execute()
+    (output,) = nb.cells[1].outputs
+    data = output["data"]
+    assert "application/vnd.jupyter.widget-view+json" in data
+    timeline = timeline_of(path)
+    assert data["text/markdown"].startswith(f"**{timeline.label(12)}**")
+    assert data["text/plain"].startswith(f"scrub {timeline.label(12)}")
+    assert "running" in data["text/plain"]

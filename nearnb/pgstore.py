@@ -157,6 +157,8 @@ class PgStore(BaseStore):
 
     def _connect(self) -> Any:
         try:
+            if "connect_timeout=" in self.url:  # the URL's own wins
+                return psycopg.connect(self.url, autocommit=True)
             return psycopg.connect(self.url, autocommit=True, connect_timeout=10)
         except psycopg.Error as exc:
             raise DatabaseError(

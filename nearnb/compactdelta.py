@@ -5,17 +5,19 @@ thousands a run, and keeps every one in its log. As the usual dict
 (``{"id", "object", "delta": {"content": [{"index", "type", "text":
 {"value"}}]}}``) each is four nested containers that the garbage collector
 scans on every full collection for as long as the run is kept: in a fast run
-that scanning cost about a quarter of the whole pipeline. As a
-:class:`CompactDelta` it is a tuple of two strings and an int, which the
-collector stops tracking.
+that scanning cost about a quarter of the whole pipeline. Compact, it is a
+plain tuple of two strings and an int, which the collector stops tracking
+(only an exact tuple is untracked: the event keeps ``tuple(delta)``, not the
+:class:`CompactDelta` a producer hands over).
 
 :class:`LazyDataModel` is the part of :class:`~nearnb.events.Event` that
 makes this invisible: an event built from a :class:`CompactDelta` keeps it in
-pydantic's private slot and has no ``data`` in its ``__dict__`` until the
-first read of ``event.data`` (or a dump, ``==``, ``repr``, a copy, pickling,
-iteration), which builds exactly the dict :func:`message_delta` builds and
-from then on the event is an ordinary one. Consumers that know the compact
-form skip the dict altogether: the store encodes it straight to the same JSON
+pydantic's private slot (which pydantic itself only sets to a dict or None)
+and has no ``data`` in its ``__dict__`` until the first read of
+``event.data`` (or a dump, ``==``, ``repr``, a copy, pickling, iteration),
+which builds exactly the dict :func:`message_delta` builds; from then on the
+event is an ordinary one. Consumers that know the compact form skip the dict
+altogether: the store encodes it straight to the same JSON
 (:meth:`LazyDataModel.data_json`) and views fold its text
 (:attr:`LazyDataModel.text_delta`).
 """
@@ -54,11 +56,16 @@ class CompactDelta(NamedTuple):
 
     def to_json(self) -> str:
         """``compact_json(self.as_data())``, byte for byte, without building the dict."""
-        return (
-            f'{{"id":{_json_str(self.message_id)},"object":"thread.message.delta",'
-            f'"delta":{{"content":[{{"index":{int(self.index)},"type":"text",'
-            f'"text":{{"value":{_json_str(self.text)}}}}}]}}}}'
-        )
+        return delta_json(*self)
+
+
+def delta_json(message_id: str, text: str, index: int = 0) -> str:
+    """``compact_json(message_delta(...))``, byte for byte, without building the dict."""
+    return (
+        f'{{"id":{_json_str(message_id)},"object":"thread.message.delta",'
+        f'"delta":{{"content":[{{"index":{int(index)},"type":"text",'
+        f'"text":{{"value":{_json_str(text)}}}}}]}}}}'
+    )
 
 
 class LazyDataModel(BaseModel):
@@ -71,25 +78,26 @@ class LazyDataModel(BaseModel):
     """
 
     @property
-    def text_delta(self) -> CompactDelta | None:
-        """The compact form of a text delta not yet read as a dict, else None."""
+    def text_delta(self) -> tuple[str, str, int] | None:
+        """``(message_id, text, index)`` of a compact text delta not yet read as a
+        dict (equal to its :class:`CompactDelta`), else None."""
         packed = self.__pydantic_private__
-        return packed if type(packed) is CompactDelta else None
+        return packed if type(packed) is tuple else None
 
     def data_json(self) -> str:
         """``data`` as compact JSON (what the store and the bus keep); a compact
         delta is encoded without building its dict."""
         packed = self.__pydantic_private__
-        if type(packed) is CompactDelta:
-            return packed.to_json()
+        if type(packed) is tuple:
+            return delta_json(*packed)
         return compact_json(self.data)  # type: ignore[attr-defined]
 
     def _whole(self) -> LazyDataModel:
         """Build ``data`` from the compact form, in field order (idempotent)."""
         packed = self.__pydantic_private__
-        if type(packed) is CompactDelta:
+        if type(packed) is tuple:
             held = self.__dict__
-            data = packed.as_data()
+            data = message_delta(*packed)
             whole = {n: data if n == "data" else held[n] for n in type(self).model_fields}
             object.__setattr__(self, "__dict__", whole)
             object.__setattr__(self, "__pydantic_private__", None)
@@ -98,7 +106,7 @@ class LazyDataModel(BaseModel):
     if not TYPE_CHECKING:
 
         def __getattr__(self, name: str) -> Any:
-            if name == "data" and type(self.__pydantic_private__) is CompactDelta:
+            if name == "data" and type(self.__pydantic_private__) is tuple:
                 return self._whole().__dict__["data"]
             return super().__getattr__(name)
 

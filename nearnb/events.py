@@ -361,7 +361,7 @@ class Event(LazyDataModel):
         if type(data) is CompactDelta:
             fields = {"seq": seq, "event": event, "run_id": run_id, "thread_id": thread_id}
             fields["at"] = at
-            _set_private(obj, data)
+            _set_private(obj, tuple(data))  # an exact tuple: the GC stops tracking it
         else:
             fields = {"seq": seq, "event": event, "data": data, "run_id": run_id}
             fields["thread_id"], fields["at"] = thread_id, at

@@ -157,7 +157,7 @@ class RunState:
         if name == "thread.message.delta":
             packed = event.text_delta  # the compact form: no dict to build or read
             if packed is not None:
-                self._on_delta(packed.message_id, packed.text, event.at)
+                self._on_delta(packed[0], packed[1], event.at)
             else:
                 data = event.data if isinstance(event.data, dict) else {}
                 self._on_delta(data.get("id"), delta_text(data), event.at)
@@ -187,11 +187,11 @@ class RunState:
             if (
                 packed is not None
                 and current is not None
-                and current.id == packed.message_id
+                and current.id == packed[0]
                 and event.seq > (run[-1].seq if run else self.last_seq)
-                and packed.message_id not in self._foreign_ids
+                and packed[0] not in self._foreign_ids
             ):
-                texts.append(packed.text)
+                texts.append(packed[1])
                 run.append(event)
                 continue
             if run:

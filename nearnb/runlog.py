@@ -27,6 +27,7 @@ from .events import Event
 from .sinks import QueuedSink
 
 Clock = Callable[[], float]
+_trusted = Event.trusted
 
 
 class RunCancelled(BaseException):
@@ -45,6 +46,8 @@ class RunLog:
         self.thread_id = thread_id
         self.events: list[Event] = []
         self.cancelled = threading.Event()
+        #: ``cancelled.is_set()`` as a plain attribute: read at every chunk.
+        self.cancel_requested = False
         self._clock = clock
         self._lock = threading.Lock()
         self._seq = 0
@@ -66,8 +69,8 @@ class RunLog:
         with self._lock:
             if self._closed:
                 return None
-            self._seq += 1
-            event = Event.trusted(self._seq, name, data, self.run_id, self.thread_id, self._clock())
+            self._seq = seq = self._seq + 1
+            event = _trusted(seq, name, data, self.run_id, self.thread_id, self._clock())
             self.events.append(event)
             for sink in self._sinks:
                 sink.put(event)
@@ -100,8 +103,9 @@ class RunLog:
     # -------------------------------------------------------------- cancelling
 
     def cancel(self) -> None:
+        self.cancel_requested = True
         self.cancelled.set()
 
     def check_cancelled(self) -> None:
-        if self.cancelled.is_set():
+        if self.cancel_requested:
             raise RunCancelled("run cancelled")

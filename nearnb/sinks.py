@@ -4,7 +4,7 @@ A run produces events on the agent's thread; the store, each notebook view
 and the hub all consume them. If they consumed them on the agent's thread, a
 slow disk or a busy widget would slow the agent, and a consumer that raises
 would fail the run. So each consumer gets a :class:`QueuedSink`: ``put`` is
-a deque append and a notify (constant time, never blocks on the consumer),
+one C-level queue put (constant time, never blocks on the consumer),
 and a thread of the sink's own hands the consumer everything queued since
 its last call as one batch. A consumer that falls behind therefore catches
 up in larger batches instead of one call per event (views coalesce; the
@@ -21,8 +21,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
+from queue import Empty, SimpleQueue
 
 from .events import Event
 
@@ -37,7 +37,15 @@ Consumer = Callable[[list[Event]], None]
 
 
 def per_event(callback: Callable[[Event], None]) -> Consumer:
-    """A batch consumer calling ``callback`` once per event, in order."""
+    """A batch consumer calling ``callback`` once per event, in order.
+
+    A callback that can take a batch itself says so with a ``feed_batch``
+    method (a view folds a batch under one lock and offers one refresh); that
+    method is then the consumer.
+    """
+    feed_batch = getattr(callback, "feed_batch", None)
+    if callable(feed_batch):
+        return feed_batch
 
     def consume(batch: list[Event]) -> None:
         for event in batch:
@@ -55,10 +63,9 @@ class QueuedSink:
         self.linger = linger
         self.error: BaseException | None = None
         self._consume = consume
-        self._queue: deque[Event] = deque()
-        self._cond = threading.Condition()
+        self._queue: SimpleQueue[Event | object] = SimpleQueue()
+        self._cond = threading.Condition()  # guards _processed / _done for waiters
         self._closed = False
-        self._idle = False
         self._done = False
         self._processed = 0  # highest seq handed to the consumer (and returned from it)
         self._thread = threading.Thread(target=self._loop, name=f"nearnb-sink-{name}", daemon=True)
@@ -67,25 +74,22 @@ class QueuedSink:
     # ---------------------------------------------------------------- producer
 
     def put(self, event: Event) -> None:
-        """Queue one event; wakes the thread only if it sleeps.
+        """Queue one event: a ``SimpleQueue.put``, which takes no Python-level lock.
 
-        ``deque.append`` is atomic, so the common case takes no lock: the
-        consumer marks itself idle (under the condition) *before* it looks at
-        the queue a last time, so an append it did not see finds it idle and
-        wakes it.
+        A lock shared with the consumer (as a condition variable would be) can
+        be held by the consumer thread just when it loses the GIL; the
+        producer then blocks on it and the agent's thread pays a thread
+        switch per event. The C queue wakes a sleeping consumer by itself.
         """
-        if self._closed:
-            return
-        self._queue.append(event)
-        if self._idle:
-            with self._cond:
-                self._cond.notify()
+        if not self._closed:
+            self._queue.put(event)
 
     def close(self, timeout: float | None = None) -> bool:
         """No more events; deliver what is queued, then stop. True if it finished in time."""
         with self._cond:
-            self._closed = True
-            self._cond.notify_all()
+            if not self._closed:
+                self._closed = True
+                self._queue.put(_CLOSE)
         self._thread.join(timeout)
         return not self._thread.is_alive()
 
@@ -104,36 +108,47 @@ class QueuedSink:
     # ------------------------------------------------------------------ thread
 
     def _loop(self) -> None:
-        while True:
-            with self._cond:
-                self._idle = True
-                self._cond.wait_for(lambda: self._queue or self._closed)
-                self._idle = False
-                if not self._queue:  # closed and drained
-                    self._done = True
-                    self._cond.notify_all()
-                    return
-                closing = self._closed
-            if self.linger and not closing:
-                # Let a burst gather: while awake, puts do not notify, so a fast
-                # stream costs one wake-up per ``linger``, not one per event.
+        queue, closing = self._queue, False
+        while not closing:
+            first = queue.get()  # sleeps (GIL released) until there is an event
+            closing = first is _CLOSE
+            if self.linger and not closing and not self._closed:
+                # Let a burst gather: a fast stream costs one wake-up per
+                # ``linger``, not one per event.
                 time.sleep(self.linger)
-            batch = []
-            while self._queue:  # popleft, not clear(): put() appends without the lock
-                batch.append(self._queue.popleft())
-            try:
-                self._consume(batch)
-            except BaseException as exc:  # noqa: BLE001 - a consumer never takes the run down
-                if self.error is None:
-                    self.error = exc
-                    logger.error(
-                        "nearnb: %s failed on events %d-%d; the run goes on without it "
-                        "(reported once)",
-                        self.name,
-                        batch[0].seq,
-                        batch[-1].seq,
-                        exc_info=exc,
-                    )
-            with self._cond:
-                self._processed = max(self._processed, batch[-1].seq)
-                self._cond.notify_all()
+            batch: list[Event] = [] if closing else [first]  # type: ignore[list-item]
+            while True:
+                try:
+                    item = queue.get_nowait()
+                except Empty:
+                    break
+                if item is _CLOSE:
+                    closing = True
+                else:
+                    batch.append(item)  # type: ignore[arg-type]
+            if batch:
+                self._deliver(batch)
+        with self._cond:
+            self._done = True
+            self._cond.notify_all()
+
+    def _deliver(self, batch: list[Event]) -> None:
+        try:
+            self._consume(batch)
+        except BaseException as exc:  # noqa: BLE001 - a consumer never takes the run down
+            if self.error is None:
+                self.error = exc
+                logger.error(
+                    "nearnb: %s failed on events %d-%d; the run goes on without it (reported once)",
+                    self.name,
+                    batch[0].seq,
+                    batch[-1].seq,
+                    exc_info=exc,
+                )
+        with self._cond:
+            self._processed = max(self._processed, batch[-1].seq)
+            self._cond.notify_all()
+
+
+#: Queued by :meth:`QueuedSink.close` after the last event: the thread ends there.
+_CLOSE = object()

@@ -71,7 +71,8 @@ class StreamHandler:
         if self._exhausted:
             raise StopIteration
         try:
-            self._log.check_cancelled()
+            if self._log.cancel_requested:
+                raise RunCancelled("run cancelled")
             chunk = next(self._chunks)
         except StopIteration:
             self._on_exhausted()

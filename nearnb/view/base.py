@@ -110,22 +110,53 @@ class Renderer:
         with self._lock:
             if self._finished or self.tree.apply(event) is None:
                 return
-            boundary = is_boundary(event.event)
-            was_pending = self.throttle.pending
-            if self.throttle.offer(boundary=boundary):
-                self._flush(boundary=boundary)
-            elif self._autoflush and (not was_pending or self._ticker is None):
-                # Wake the timer only when a change starts waiting: it then sleeps
-                # until the change is due, not once per delta.
-                self._arm_ticker()
-            if self.state.done or self.state.terminal:
-                self._quiet = True
-                self._wake.notify_all()
+            self._offer(is_boundary(event.event))
+
+    def _offer(self, boundary: bool) -> None:
+        """A change was folded in (under the lock): render now, or wake the timer."""
+        was_pending = self.throttle.pending
+        if self.throttle.offer(boundary=boundary):
+            self._flush(boundary=boundary)
+        elif self._autoflush and (not was_pending or self._ticker is None):
+            # Wake the timer only when a change starts waiting: it then sleeps
+            # until the change is due, not once per delta.
+            self._arm_ticker()
+        if self.state.done or self.state.terminal:
+            self._quiet = True
+            self._wake.notify_all()
 
     def feed(self, events: Iterable[Event]) -> None:
         """Fold in many events (a replay)."""
         for event in events:
             self(event)
+
+    def feed_batch(self, events: list[Event]) -> None:
+        """Fold in a batch (a run's sink hands one over), then offer one refresh.
+
+        What ``self(event)`` for each would show, at the batch's end: the
+        throttle would have let at most one of them render anyway. Events go
+        to their run's state, a stretch of one run at a time.
+        """
+        if type(self).__call__ is not Renderer.__call__:  # a subclass routes events itself
+            self.feed(events)
+            return
+        with self._lock:
+            if self._finished:
+                return
+            changed = boundary = False
+            start = 0
+            while start < len(events):
+                run_id, end = events[start].run_id, start + 1
+                while end < len(events) and events[end].run_id == run_id:
+                    end += 1
+                stretch = events[start:end]
+                changed |= self.tree.state_for(stretch[0]).apply_many(stretch) > 0
+                boundary |= any(
+                    e.event != "thread.message.delta" and is_boundary(e.event) for e in stretch
+                )
+                start = end
+            if changed:
+                self._offer(boundary)
 
     def tick(self) -> bool:
         """Render a pending change if it is due; True if it rendered.
@@ -213,8 +244,7 @@ class Renderer:
             if isinstance(result, RunState):
                 self.state = result
             elif result is not None:
-                for event in getattr(result, "events", None) or ():
-                    self.state.apply(event)
+                self.state.apply_many(getattr(result, "events", None) or ())
                 self.tree.fold_result(result)
                 deltas = getattr(result, "deltas", None)
             self.throttle.flushed(boundary=True, cost=self._render(final=True))

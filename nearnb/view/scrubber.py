@@ -89,7 +89,7 @@ class _Paragraphs:
     """One streamed message's frozen blocks: cuts of the longest text seen, a widget each."""
 
     def __init__(self, kit: WidgetKit) -> None:
-        self.kit, self.text, self.cuts = kit, "", [0]
+        self.kit, self.text, self.cuts, self.scanned = kit, "", [0], 0
         self.widgets: list[widgets.Widget] = []
 
     def split(self, text: str) -> tuple[list[widgets.Widget], str]:
@@ -98,8 +98,11 @@ class _Paragraphs:
             self.text = text  # it grew: cut on from the last cut
         elif not self.text.startswith(text):
             self.text, self.cuts, self.widgets = text, [0], []  # a different text: start over
-        while (cut := next_cut(self.text, self.cuts[-1])) is not None:
-            self.cuts.append(cut)
+            self.scanned = 0
+        if len(self.text) > self.scanned:  # cut what is new (a seek back needs no scan)
+            while (cut := next_cut(self.text, self.cuts[-1])) is not None:
+                self.cuts.append(cut)
+            self.scanned = len(self.text)
         count = bisect_right(self.cuts, len(text)) - 1
         while len(self.widgets) < count:
             i = len(self.widgets)

@@ -29,6 +29,7 @@ from nearnb.store import (
     DATABASE_URL_ENV,
     BaseStore,
     DatabaseError,
+    IntegrityError,
     Store,
     default_store,
     open_store,
@@ -210,6 +211,60 @@ def test_a_store_holds_at_most_its_pool_of_connections(
     monkeypatch.setenv(pgstore.POOL_MAX_ENV, "none")
     with pytest.raises(DatabaseError, match="NEARNB_DATABASE_POOL must be a positive number"):
         PgStore(postgres_url)
+
+
+def test_an_ender_and_a_late_producer_in_deadlock_end_with_one_integrity_error(
+    postgres_url: str,
+) -> None:
+    """end_run locks the run row, then appends; a producer appends, then updates the row.
+
+    Interleaved, PostgreSQL finds a deadlock and aborts one: that one sees the
+    IntegrityError every write conflict raises (end_run then answers False), the
+    other commits. Nothing hangs and nothing is half-written.
+    """
+    ender, producer = PgStore(postgres_url), PgStore(postgres_url)
+    tid = ender.create_thread().id
+    run = Run(id=new_id("run"), created_at=1, thread_id=tid, assistant_id="a", status="queued")
+    ender.save_run(run)
+    insert = (
+        "INSERT INTO events (run_id, seq, event, data, thread_id, at) "
+        "VALUES (?, 1, 'e', '{}', ?, 0)"
+    )
+    locked, appended = threading.Event(), threading.Event()
+    outcome: dict[str, str] = {}
+
+    def end() -> None:
+        try:
+            with ender.write() as db:
+                db.execute("SELECT 1 FROM runs WHERE id = ? FOR UPDATE", (run.id,))
+                locked.set()
+                appended.wait()
+                db.execute(insert, (run.id, tid))
+            outcome["ender"] = "committed"
+        except IntegrityError as exc:
+            outcome["ender"] = str(exc)
+
+    def produce() -> None:
+        locked.wait()
+        try:
+            with producer.write() as db:
+                db.execute(insert, (run.id, tid))
+                appended.set()
+                db.execute("UPDATE runs SET status = 'in_progress' WHERE id = ?", (run.id,))
+            outcome["producer"] = "committed"
+        except IntegrityError as exc:
+            outcome["producer"] = str(exc)
+            appended.set()
+
+    threads = [threading.Thread(target=end), threading.Thread(target=produce)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(outcome) == ["ender", "producer"]
+    assert sorted(v == "committed" for v in outcome.values()) == [False, True], outcome
+    assert any("DeadlockDetected" in v for v in outcome.values())
+    assert [e.seq for e in ender.events(run.id)] == [1]
 
 
 # ---------------------------------------------------------------- several processes

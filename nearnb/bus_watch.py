@@ -22,6 +22,7 @@ restarting) is logged and retried, never raised into a run.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -118,8 +119,16 @@ class RunWatcher:
         self._failing = False
         return result
 
+    def _after_fork(self) -> None:
+        """In a forked child: no thread runs there, and the parent's runs are not its own."""
+        self._lock = threading.Lock()
+        self._runs.clear()
+        self._fresh.clear()
+        self._thread = None
+
 
 _watcher = RunWatcher()
+os.register_at_fork(after_in_child=_watcher._after_fork)
 
 
 def watcher() -> RunWatcher:

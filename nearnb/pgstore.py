@@ -153,6 +153,9 @@ class PgStore(BaseStore):
     def __repr__(self) -> str:
         return f"PgStore({redact(self.url)!r})"
 
+    def describe(self) -> str:
+        return redact(self.url)
+
     # -------------------------------------------------------------- connections
 
     def _connect(self) -> Any:

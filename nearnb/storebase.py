@@ -103,6 +103,10 @@ class BaseStore:
     def close(self) -> None:
         raise NotImplementedError
 
+    def describe(self) -> str:
+        """Where this store keeps its data, safe to print (a file, or a URL without password)."""
+        return str(self.path)
+
     # ------------------------------------------------------------------ threads
 
     def create_thread(self, metadata: dict[str, str] | None = None) -> Thread:

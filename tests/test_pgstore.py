@@ -85,6 +85,7 @@ def test_sql_is_translated_once_for_postgres() -> None:
 def test_the_password_never_shows(postgres_url: str, postgres_server: object) -> None:
     store = PgStore(postgres_url)
     assert PASSWORD not in repr(store) and ":***@" in repr(store)
+    assert store.describe() == redact(postgres_url) and PASSWORD not in store.describe()
     port = postgres_url.rsplit(":", 1)[1].split("/")[0]
     refused = postgres_url.replace(f":{port}/", ":1/")
     with pytest.raises(DatabaseError, match="cannot connect") as down:

@@ -24,6 +24,7 @@ def make_message(tid: str, text: str, **kw: object) -> Message:
 def test_store_is_a_wal_sqlite_file_under_nearnb_home(nearnb_home: Path) -> None:
     store = Store()
     assert store.path == nearnb_home / "nearnb.db" and store.path.exists()
+    assert store.describe() == str(nearnb_home / "nearnb.db")
     mode = sqlite3.connect(store.path).execute("PRAGMA journal_mode").fetchone()[0]
     assert mode == "wal"
 

@@ -18,7 +18,9 @@ How the one body of SQL runs here:
   a deadlock between two writers (an ``end_run`` racing a late producer) is
   one too: one of them wrote nothing and is told so;
 * connections come from a small pool, one per transaction or read, so the
-  store is safe to share between threads (sink threads, the hub's pool);
+  store is safe to share between threads (sink threads, the hub's pool); at
+  most ``$NEARNB_DATABASE_POOL`` (16) at once per store, and one idle for a
+  while is checked first, so a database restart costs a reconnection;
 * the schema is created with ``CREATE ... IF NOT EXISTS`` under an advisory
   lock, so processes opening a new database at once do not trip on each other.
 

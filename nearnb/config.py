@@ -1,9 +1,10 @@
 """Where nearnb keeps its state and how it reads user configuration.
 
 ``$NEARNB_HOME`` (default ``~/.nearnb``) holds the SQLite store, thread files
-and ``config.toml``; ``$NEARNB_DATABASE_URL=postgresql://…`` moves the store
-to PostgreSQL (:func:`nearnb.store.open_store`), thread files stay here. The config file is read fresh on each call: it is tiny,
-and a notebook user who edits it should not have to restart the kernel.
+and ``config.toml``; ``$NEARNB_DATABASE_URL=postgresql://…`` moves the
+store to PostgreSQL (:func:`nearnb.store.open_store`); thread files stay.
+The config file is read fresh on each call: it is tiny, and a notebook
+user who edits it should not have to restart the kernel.
 """
 
 from __future__ import annotations

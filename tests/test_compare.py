@@ -24,7 +24,7 @@ from nearnb.providers.turns import Turns
 from nearnb.reducer import reduce
 from nearnb.view import RunInfo
 from nearnb.view.bundle import run_markdown
-from nearnb.view.columns import ColumnsRenderer
+from nearnb.view.columns import ColumnsRenderer, MarkdownColumns
 from nearnb.view.columns_widget import WidgetColumns
 from nearnb.view.mixes import MIXES, Timed, long_message, play, short_messages
 from nearnb.view.sink import RecordingSink
@@ -116,6 +116,30 @@ def test_the_bound_holds_with_feeders_on_real_threads() -> None:
     assert "Answer 299 is short." in data["text/markdown"]
     opened = {cid for kind, cid, _ in wire.messages if kind == "open"}
     assert opened == {cid for kind, cid, _ in wire.messages if kind == "close"}
+
+
+def test_live_markdown_columns_refresh_a_few_times_a_second() -> None:
+    """``--display handle``: one Markdown output with every column, updated by
+    display id (no comms) at most 4 times a second, then the static bundle."""
+    runs = [as_run(long_message(), "run_a"), as_run(short_messages(), "run_b")]
+    clock, sink = ManualClock(), RecordingSink()
+    view = MarkdownColumns(
+        [RunInfo(agent_name="a"), RunInfo(agent_name="b")],
+        live=True,
+        sink=sink,
+        clock=clock,
+        autoflush=False,
+        notice="2 runs share the embedded model",
+    )
+    played = play(view, clock, merged(*runs))
+    assert busiest_second(played.refreshes) <= 5  # 4/s, plus the final bundle
+    assert len(sink.calls) <= len(played.refreshes) + 1
+    live = [data for kind, data, _, _ in sink.calls[1:-1] if kind == "update"]
+    assert any("deltas received" in data["text/markdown"] for data in live)
+    ((data, metadata),) = sink.final
+    assert (data, metadata) == view.final_bundle()
+    assert data["text/markdown"].startswith("> ⚠ 2 runs share the embedded model")
+    assert "Answer 299 is short." in data["text/markdown"]
 
 
 # ------------------------------------------------------------------ real runs

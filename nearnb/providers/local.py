@@ -315,6 +315,13 @@ class LocalChunkStream:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def __del__(self) -> None:
+        """A stream dropped unread gives its model instance back (else the pool shrinks)."""
+        try:
+            self.close()
+        except Exception:  # interpreter shutdown: nothing left to give back to
+            pass
+
     def close(self) -> None:
         with self._state:
             self._closed = True

@@ -177,6 +177,30 @@ def test_stop_in_one_column_leaves_the_other_running(
     assert cancelled.thread_id != completed.thread_id  # each run its own thread
 
 
+def test_an_interrupt_while_waiting_stops_every_column(
+    srv: ScriptedOpenAI, agents: tuple[Path, Path]
+) -> None:
+    """A kernel interrupt (here: KeyboardInterrupt raised in this thread) cancels all
+    the runs and still returns the comparison, partial answers kept."""
+    import _thread
+
+    srv.default = Reply.text(*[f"w{i} " for i in range(200)], delay=0.02)
+    running = compare(list(agents), "Go on.", display="none", wait=False)
+    assert isinstance(running, ComparisonRun)
+
+    def interrupt() -> None:
+        wait_until(lambda: min(h.state.deltas for h in running.handles) >= 5, "both stream")
+        _thread.interrupt_main()
+
+    interrupter = threading.Thread(target=interrupt)
+    interrupter.start()
+    result = running.wait()
+    interrupter.join()
+    assert [r.status for r in result.results] == ["cancelled", "cancelled"]
+    assert all(5 <= r.deltas < 200 for r in result.results)
+    assert all(r.messages[-1].status == "incomplete" for r in result.results)
+
+
 def test_table_is_computed_from_each_runs_events(srv: ScriptedOpenAI, tmp_path: Path) -> None:
     srv.default = Reply.text("Know ", "thy", "self.", delay=0.01)
     streamed = make_agent(tmp_path / "streamed", ECHO)

@@ -381,7 +381,7 @@ def test_attach_renders_through_the_same_view_as_the_stored_run(hub: HubServer) 
     assert run.text.strip() in attached_sink.final[0][0]["text/plain"]
 
 
-def test_the_views_stop_button_stops_watching_not_the_run(
+def test_with_cancel_false_the_views_stop_stops_watching_not_the_run(
     hub: HubServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import nearnb.view
@@ -400,7 +400,7 @@ def test_the_views_stop_button_stops_watching_not_the_run(
 
     monkeypatch.setattr(nearnb.view, "open_view", open_view)
     started = time.monotonic()
-    result = attach(hub.url + run.stream_path(), display="widget")
+    result = attach(hub.url + run.stream_path(), display="widget", cancel=False)
     assert time.monotonic() - started < 1.5  # the run itself takes 2 s
     assert 20 <= len(result.events) < run.total and result.status == "in_progress"
     assert recorder.finished is result and result.error is None

@@ -117,9 +117,7 @@ def test_attach_cancel_with_ctrl_c_stops_a_cli_run(
         cli.close()
 
 
-def test_an_attached_views_stop_cancels_the_run_with_cancel_true(
-    producer: Producer, hub: HubProcess
-) -> None:
+def test_an_attached_views_stop_cancels_the_run(producer: Producer, hub: HubProcess) -> None:
     import nearnb.view
 
     producer.wait_for_deltas(3)
@@ -138,7 +136,7 @@ def test_an_attached_views_stop_cancels_the_run_with_cancel_true(
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(nearnb.view, "open_view", open_view)
-        result = attach(hub.url + producer.path(), display="widget", cancel=True)
+        result = attach(hub.url + producer.path(), display="widget")  # Stop cancels by default
     assert clicked.is_set()
     assert result.status == "cancelled"  # watched to its end, which the Stop caused
     assert [e.event for e in seen][-2:] == ["thread.run.cancelled", "done"]

@@ -133,7 +133,7 @@ def _cmd_attach(args: argparse.Namespace) -> int:
             token=args.token,
             speed=args.speed,
             display=renderer,
-            cancel=args.cancel,
+            cancel=args.cancel or None,  # None: no Stop button here; Ctrl-C watches only
         )
     except (AttachError, ValueError) as exc:
         print(f"nearnb attach: {exc}", file=sys.stderr)

@@ -107,7 +107,7 @@ def attach(
     max_line_bytes: int = MAX_LINE_BYTES,
     max_event_bytes: int = MAX_EVENT_BYTES,
     client: httpx.Client | None = None,
-    cancel: bool = False,
+    cancel: bool | None = None,
 ) -> Any:
     """Follow (or replay) a run from a hub, show it, and return its ``RunResult``.
 
@@ -133,9 +133,11 @@ def attach(
 
     ``url`` may be a recorded-run file instead, played with no hub (:mod:`.file_attach`),
     or a list of hubs sharing one store and bus: a failed connection goes on from the
-    next, resuming after the last event seen. ``cancel``: the view's Stop and Ctrl-C
-    cancel the run (on whichever process executes it) and follow it to its end,
-    instead of only stopping watching (:mod:`.remote`).
+    next, resuming after the last event seen. ``cancel``: by default (None) the
+    view's Stop cancels the run, on whichever process executes it, as a live
+    view's Stop does, and follows it to its end, while Ctrl-C (a kernel
+    interrupt) only stops watching; ``True``: Ctrl-C cancels too; ``False``:
+    Stop only stops watching (:mod:`.remote`).
     """
     if not isinstance(url, list | tuple) and file_attach.is_file_source(url):
         return file_attach.attach_file(url, speed, display, show_streaming_message)
@@ -174,7 +176,7 @@ def attach(
                     break
                 time.sleep(_pause(session.backoff(_transport_error(session, exc)), remote))
             except KeyboardInterrupt:
-                if not remote.interrupted():  # with cancel=True: cancelled, follow to the end
+                if not remote.interrupted():  # cancel=True: cancelled, follow to the end
                     raise
     except AttachError as exc:
         raise session.fail(exc) from None
@@ -256,7 +258,7 @@ async def attach_async(
     max_line_bytes: int = MAX_LINE_BYTES,
     max_event_bytes: int = MAX_EVENT_BYTES,
     client: httpx.AsyncClient | None = None,
-    cancel: bool = False,
+    cancel: bool | None = None,
 ) -> Any:
     """:func:`attach` for an event loop (a notebook cell can ``await`` it)."""
     if not isinstance(url, list | tuple) and file_attach.is_file_source(url):

@@ -4,12 +4,15 @@
   bus (:mod:`nearnb.bus`), so any of them serves any run with the same event
   numbers. When a connection fails or drops, the next URL is tried, with
   ``Last-Event-ID`` as always, so nothing is lost or shown twice.
-* **Cancel** — ``attach(url, cancel=True)`` (``nearnb attach --cancel``): the
-  view's Stop, and Ctrl-C, ask the hub to cancel the run
+* **Cancel** — the view's Stop asks the hub to cancel the run
   (``POST .../runs/{id}/cancel``; the hub forwards the request to whichever
-  process executes it) and keep following it, so the view shows the run end
-  ``cancelled``. A hub that refuses (an old hub, a NEAR hub) leaves the
-  plain Stop: stop watching.
+  process executes it) and keeps following it, so the view shows the run end
+  ``cancelled``: Stop means the same on an attached view as on a live one.
+  Ctrl-C (a kernel interrupt) only stops watching, unless
+  ``attach(url, cancel=True)`` (``nearnb attach --cancel``): a person who
+  interrupts a cell has not necessarily asked to end someone else's run.
+  ``cancel=False`` makes Stop only stop watching too. A hub that refuses
+  (an old hub, a NEAR hub) leaves the plain Stop: stop watching.
 """
 
 from __future__ import annotations
@@ -44,13 +47,13 @@ class Remote:
     """One attach's hubs and its Stop: see the module docstring."""
 
     def __init__(
-        self, session: Any, urls: list[str], *, token: str | None, cancel: bool = False
+        self, session: Any, urls: list[str], *, token: str | None, cancel: bool | None = None
     ) -> None:
         self.session, self.urls, self.token = session, urls, token
-        self.cancel = cancel
+        self.cancel = cancel is True  # Ctrl-C cancels only when asked to
         self.index = 0
         self.cancel_sent = False
-        if cancel:
+        if cancel is not False:
             session.on_stop = self.stop
 
     def failover(self) -> bool:
@@ -96,7 +99,7 @@ class Remote:
         return self.request_cancel()
 
     def stop(self) -> None:
-        """The view's Stop with ``cancel=True``: cancel the run, off the caller's thread."""
+        """The view's Stop: cancel the run, off the caller's thread."""
         threading.Thread(target=self._stop, name="nearnb-attach-cancel", daemon=True).start()
 
     def _stop(self) -> None:

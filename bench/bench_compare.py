@@ -60,7 +60,7 @@ def first_delta(events: list) -> float:
 
 
 def side_by_side(agents: list[Path]) -> tuple[float, float, int]:
-    from nearnb.compare import compare
+    from nearnb.comparing import compare
 
     started = time.time()
     result = compare(agents, MESSAGE, display="none")

@@ -16,7 +16,7 @@
 
 Several agents, or a comma list of ``--model`` / ``--provider`` values, run
 side by side (:func:`nearnb.compare`): one column per combination, each in a
-new thread, and the cell's value is a :class:`~nearnb.compare.Comparison`. In
+new thread, and the cell's value is a :class:`~nearnb.comparing.Comparison`. In
 the line form the leading words that name agent folders are the agents and
 the rest is the message.
 
@@ -180,7 +180,7 @@ class NearAgentMagics(Magics):
 
     def _compare(self, args: argparse.Namespace, agents: list[str], message: str | None) -> Any:
         from .agents import AgentError, find_agent
-        from .compare import compare
+        from .comparing import compare
         from .store import StoreError
 
         if args.thread:

@@ -18,7 +18,7 @@ import pytest
 from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 
-from nearnb.compare import Comparison, ComparisonRun, compare, shared_model_notice
+from nearnb.comparing import Comparison, ComparisonRun, compare, shared_model_notice
 from nearnb.events import Event, delta_text
 from nearnb.providers.turns import Turns
 from nearnb.reducer import reduce

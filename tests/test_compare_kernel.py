@@ -88,7 +88,7 @@ def test_two_agents_side_by_side_and_stop_one(srv: ScriptedOpenAI, tmp_path: Pat
     srv.script(slow("sun"), slow("moon"))  # which run gets which is up to the race
     srv.default = Reply.text(*[f"tick{i} " for i in range(300)], delay=0.02)
     stop_cell = f"""
-from nearnb.compare import compare
+from nearnb.comparing import compare
 from tests.support.waiting import wait_until
 live = compare([{str(a)!r}, {str(b)!r}], "Go on.", wait=False)
 wait_until(lambda: min(h.state.deltas for h in live.handles) >= 5, "both stream")

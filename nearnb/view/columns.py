@@ -16,11 +16,11 @@ drives a single-run view. Stop in one column cancels that run only.
 
 When all runs have ended, ``finish(results, summary=...)`` replaces the live
 output with one static bundle: the summary (the comparison table, built by
-:mod:`nearnb.compare`) and one Markdown section per column, so a saved
+:mod:`nearnb.comparing`) and one Markdown section per column, so a saved
 notebook keeps every column's answer. Modes: this class itself shows nothing
 (``none``); :class:`MarkdownColumns` is ``handle`` (live Markdown updated by
 display id) and ``plain``/``terminal`` (the bundle once, at the end);
-:mod:`nearnb.view.columns_widget` is ``widget`` (:func:`nearnb.compare.open_columns`
+:mod:`nearnb.view.columns_widget` is ``widget`` (:func:`nearnb.comparing.open_columns`
 chooses).
 """
 

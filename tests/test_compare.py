@@ -376,3 +376,17 @@ def test_two_streams_on_the_embedded_model_move_at_once() -> None:
 def test_columns_view_refuses_no_columns() -> None:
     with pytest.raises(ValueError, match="at least one column"):
         ColumnsRenderer([])
+
+
+def test_nearnb_compare_is_the_function_even_after_the_magic_imported_it() -> None:
+    """A submodule named ``compare`` would rebind ``nearnb.compare`` to itself."""
+    import subprocess
+    import sys
+
+    code = (
+        "import nearnb, nearnb.magic\n"
+        "from nearnb.comparing import compare\n"  # what the magic's first use imports
+        "assert nearnb.compare is compare, nearnb.compare\n"
+        "assert nearnb.Comparison.__name__ == 'Comparison'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -19,8 +19,8 @@ _EXPORTS = {
     "RunResult": "nearnb.runs",
     "RunHandle": "nearnb.runs",
     "attach": "nearnb.hub.client",
-    "compare": "nearnb.compare",  # agents side by side, in columns of one cell
-    "Comparison": "nearnb.compare",
+    "compare": "nearnb.comparing",  # agents side by side, in columns of one cell
+    "Comparison": "nearnb.comparing",
     "scrub": "nearnb.scrubbing",  # a slider over a finished run's events
     "Environment": "nearnb.environment",
     "StreamHandler": "nearnb.environment",

@@ -22,6 +22,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from .events import Event, Message, Run
+from .eventseq import whole_events
 
 #: Events whose data is a whole Message that replaces the stored one.
 MESSAGE_ROW_EVENTS = frozenset({"thread.message.completed", "thread.message.incomplete"})
@@ -46,7 +47,7 @@ def is_run_event(name: str) -> bool:
 def project(events: Iterable[Event], rows: Rows | None = None) -> Rows:
     """Fold ``events`` into the rows they imply (adding to ``rows`` if given)."""
     rows = rows if rows is not None else Rows()
-    for event in events:
+    for event in whole_events(events):  # compact deltas change no row: not even built
         if event.event == "thread.message.delta":  # most events by far; they change no row
             continue
         data = event.data

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .events import HIDDEN_MESSAGE_TYPE_PREFIXES, TERMINAL_EVENTS, Event, delta_text
+from .eventseq import event_of, raw_entries
 from .stepstate import STEP_ENDED, ChildRef, StepState, ToolCallState, child_ref  # noqa: F401
 
 NOTICE_MESSAGE_TYPE = "system:notice"
@@ -179,44 +180,62 @@ class RunState:
         return True
 
     def apply_many(self, events: Iterable[Event]) -> int:
-        """:meth:`apply` each event in order; how many were new. Compact text
-        deltas continuing the streaming message are folded a run at once."""
-        applied, texts, run = 0, [], []  # a run of deltas not folded yet
-        for event in events:
-            packed, current = event.text_delta, self.streaming
+        """:meth:`apply` each event in order; how many were new. Compact text deltas
+        (:mod:`nearnb.eventseq` entries or compact Events) continuing the streaming
+        message are folded a run at once, and repeats are skipped, without an Event."""
+        applied, texts = 0, []  # the texts of a run of deltas not folded yet
+        first: tuple[int, float, str, str] | None = None  # seq, at, run id, thread id
+        last_seq, last_at = self.last_seq, 0.0
+        for entry in raw_entries(events):
+            if type(entry) is tuple:
+                seq, at, mid, text = entry[0], entry[1], entry[2], entry[3]
+            else:
+                seq, packed = entry.seq, entry.text_delta
+                if packed is not None:
+                    at, (mid, text, _) = entry.at, packed
+            if seq and seq <= last_seq:
+                continue  # already applied (or a repeat within this batch)
+            current = self.streaming
             if (
-                packed is not None
+                (type(entry) is tuple or packed is not None)
                 and current is not None
-                and current.id == packed[0]
-                and event.seq > (run[-1].seq if run else self.last_seq)
-                and packed[0] not in self._foreign_ids
+                and current.id == mid
+                and mid not in self._foreign_ids
             ):
-                texts.append(packed[1])
-                run.append(event)
+                if first is None and type(entry) is tuple:
+                    first = (seq, at, entry[5], entry[6])
+                elif first is None:
+                    first = (seq, at, entry.run_id, entry.thread_id)
+                texts.append(text)
+                last_seq, last_at = seq, at
                 continue
-            if run:
-                applied += self._fold_run(run, "".join(texts))
-                texts, run = [], []
-            applied += self.apply(event)
-        return applied + (self._fold_run(run, "".join(texts)) if run else 0)
+            if first is not None:
+                applied += self._fold_run(first, last_seq, last_at, texts)
+                first, texts = None, []
+            applied += self.apply(event_of(entry))
+            last_seq = self.last_seq
+        if first is not None:
+            applied += self._fold_run(first, last_seq, last_at, texts)
+        return applied
 
-    def _fold_run(self, run: list[Event], text: str) -> int:
-        """What :meth:`apply` of each of ``run`` (deltas of the streaming message) does."""
-        first, last, current = run[0], run[-1], self.streaming
+    def _fold_run(
+        self, first: tuple[int, float, str, str], last_seq: int, last_at: float, texts: list[str]
+    ) -> int:
+        """What :meth:`apply` of each delta of a run (of the streaming message) does."""
+        current, count, text = self.streaming, len(texts), "".join(texts)
         assert current is not None
-        self.last_seq, self.last_at, self.last_delta_at = last.seq, last.at, last.at
-        self.thread_id, self.run_id = self.thread_id or first.thread_id, self.run_id or first.run_id
-        self.first_at = first.at if self.first_at is None else self.first_at
-        self.first_delta_at = first.at if self.first_delta_at is None else self.first_delta_at
-        self.events, self.deltas, self.chars = (
-            self.events + len(run),
-            self.deltas + len(run),
-            self.chars + len(text),
-        )
-        current.deltas += len(run)
+        _, first_at, run_id, thread_id = first
+        self.last_seq, self.last_at, self.last_delta_at = last_seq, last_at, last_at
+        self.thread_id, self.run_id = self.thread_id or thread_id, self.run_id or run_id
+        self.first_at = first_at if self.first_at is None else self.first_at
+        self.first_delta_at = first_at if self.first_delta_at is None else self.first_delta_at
+        self.events += count
+        self.deltas += count
+        self.chars += len(text)
+        current.deltas += count
         if text:
             current.append(text)
-        return len(run)
+        return count
 
     def _on_delta(self, msg_id: str | None, text: str, at: float) -> None:
         self.deltas += 1

@@ -7,11 +7,13 @@ and a replayed log give the same result.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .events import Event, Message
+from .eventseq import whole_events
 from .reducer import RunState
 
 if TYPE_CHECKING:
@@ -29,7 +31,9 @@ class RunResult:
     model: str
     messages: list[Message]
     deltas: int
-    events: list[Event] = field(repr=False)
+    #: The run's log: a read-only ``Sequence[Event]`` (an :class:`~nearnb.eventseq.EventSeq`
+    #: for a local run, whose text deltas are made into Events as they are read).
+    events: Sequence[Event] = field(repr=False)
     error: str | None = None
     traceback: str | None = field(default=None, repr=False)
     notice: str | None = None
@@ -73,10 +77,10 @@ class RunResult:
         return export_run(self.run_id, path, store=store)
 
     @classmethod
-    def from_state(cls, state: RunState, events: list[Event], *, agent: str = "") -> RunResult:
+    def from_state(cls, state: RunState, events: Sequence[Event], *, agent: str = "") -> RunResult:
         """Build a result from reducer state (used by live runs and by attach)."""
         messages = []
-        for event in events:
+        for event in whole_events(events):  # compact deltas are never a whole message
             if event.event in ("thread.message.completed", "thread.message.incomplete"):
                 data = event.data if isinstance(event.data, dict) else {}
                 if "content" not in data:

@@ -9,10 +9,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .events import Event, Run
+from .eventseq import EventSeq, raw_entries
 from .reducer import RunState
 from .result import RunResult
 
@@ -107,7 +108,9 @@ class RunHandle:
         return self.result()
 
     def result(self) -> RunResult:
-        events = list(self._ctx.events)
+        events = self._ctx.events
+        # The log as it is now, without making an Event of every text delta.
+        events = events.snapshot() if isinstance(events, EventSeq) else list(events)
         result = RunResult.from_state(_outline(events), events, agent=self._ctx.agent.name)
         result.children = [child.result() for child in self._ctx.children]
         return result
@@ -116,7 +119,7 @@ class RunHandle:
         return f"<RunHandle {self.run_id} {self.state.status} deltas={self.state.deltas}>"
 
 
-def _outline(events: list[Event]) -> RunState:
+def _outline(events: Sequence[Event]) -> RunState:
     """The fold a result needs: every event but the deltas' text, which it never shows.
 
     A result's messages come whole from their ``completed`` events; folding
@@ -124,8 +127,8 @@ def _outline(events: list[Event]) -> RunState:
     """
     state = RunState()
     deltas = 0
-    for event in events:
-        if event.event == "thread.message.delta":
+    for event in raw_entries(events):
+        if type(event) is tuple or event.event == "thread.message.delta":  # compact or not
             deltas += 1
         else:
             state.apply(event)

@@ -3,12 +3,16 @@
 Everything observable about a run is an event appended here by
 :meth:`RunLog.emit`: numbered ``seq`` 1, 2, 3 ... under a lock, kept in
 :attr:`RunLog.events`, and put on every sink's queue (see
-:mod:`nearnb.sinks`). Nothing else is written anywhere by a producer: the
-store's rows, the views and the hub's streams are all derived from these
-events by the sinks, off the agent's thread.
+:mod:`nearnb.sinks`). A text delta emitted as a
+:class:`~nearnb.events.CompactDelta` is kept and queued as a compact entry,
+not an Event by :meth:`RunLog.emit_delta` (see :mod:`nearnb.eventseq`);
+readers still see Events.
+Nothing else is written anywhere by a producer: the store's rows, the views
+and the hub's streams are all derived from these events by the sinks, off the
+agent's thread.
 
 ``emit`` holds the lock only to number the event and enqueue it (a list
-append and a deque append per sink), so the agent never waits on a disk, a
+append and a queue put per sink), so the agent never waits on a disk, a
 widget or a network client.
 
 The cancel flag lives here too, because the stream handler and the
@@ -23,7 +27,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .events import Event
+from .events import CompactDelta, Event
+from .eventseq import Entry, EventSeq
 from .sinks import QueuedSink
 
 Clock = Callable[[], float]
@@ -44,7 +49,7 @@ class RunLog:
     def __init__(self, run_id: str, thread_id: str, *, clock: Clock = time.time) -> None:
         self.run_id = run_id
         self.thread_id = thread_id
-        self.events: list[Event] = []
+        self._entries: list[Entry] = []
         self.cancelled = threading.Event()
         #: ``cancelled.is_set()`` as a plain attribute: read at every chunk.
         self.cancel_requested = False
@@ -64,17 +69,36 @@ class RunLog:
     def closed(self) -> bool:
         return self._closed
 
+    @property
+    def events(self) -> EventSeq:
+        """Every event so far, as Events (a live view: it grows with the log)."""
+        return EventSeq(self._entries)
+
     def emit(self, name: str, data: Any) -> Event | None:
-        """Number one event and queue it for every sink. Dropped after :meth:`close`."""
+        """Number one event and queue it for every sink; None if dropped (after :meth:`close`)."""
         with self._lock:
             if self._closed:
                 return None
             self._seq = seq = self._seq + 1
             event = _trusted(seq, name, data, self.run_id, self.thread_id, self._clock())
-            self.events.append(event)
+            self._entries.append(event)
             for sink in self._sinks:
                 sink.put(event)
             return event
+
+    def emit_delta(self, delta: CompactDelta) -> int:
+        """:meth:`emit` of a ``thread.message.delta``, kept and queued as a compact entry
+        (no Event: see :mod:`nearnb.eventseq`); its ``seq``, 0 if dropped."""
+        with self._lock:
+            if self._closed:
+                return 0
+            self._seq = seq = self._seq + 1
+            mid, text, index = delta
+            entry = (seq, self._clock(), mid, text, index, self.run_id, self.thread_id)
+            self._entries.append(entry)
+            for sink in self._sinks:
+                sink.put(entry)
+            return seq
 
     def attach(self, sink: QueuedSink, *, replay: bool = True) -> QueuedSink:
         """Deliver events to ``sink`` from now on; past ones first if ``replay``.
@@ -83,8 +107,8 @@ class RunLog:
         """
         with self._lock:
             if replay:
-                for event in self.events:
-                    sink.put(event)
+                for entry in self._entries:
+                    sink.put(entry)
             if self._closed:
                 sink.close(timeout=0)
             else:

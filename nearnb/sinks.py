@@ -25,6 +25,7 @@ from collections.abc import Callable
 from queue import Empty, SimpleQueue
 
 from .events import Event
+from .eventseq import Entry, EventSeq, seq_of
 
 logger = logging.getLogger("nearnb.sinks")
 
@@ -32,8 +33,9 @@ logger = logging.getLogger("nearnb.sinks")
 #: caps wake-ups at ~500/s for a fast stream and adds at most 2 ms of latency.
 LINGER = 0.002
 
-#: A consumer of event batches, in ``seq`` order.
-Consumer = Callable[[list[Event]], None]
+#: A consumer of event batches, in ``seq`` order (an :class:`EventSeq`: a
+#: ``Sequence[Event]`` whose raw entries hold compact deltas as tuples).
+Consumer = Callable[[EventSeq], None]
 
 
 def per_event(callback: Callable[[Event], None]) -> Consumer:
@@ -47,8 +49,8 @@ def per_event(callback: Callable[[Event], None]) -> Consumer:
     if callable(feed_batch):
         return feed_batch
 
-    def consume(batch: list[Event]) -> None:
-        for event in batch:
+    def consume(batch: EventSeq) -> None:
+        for event in batch:  # Events, compact deltas made into Events here
             callback(event)
 
     consume.__qualname__ = f"per_event({getattr(callback, '__qualname__', callback)!s})"
@@ -63,7 +65,7 @@ class QueuedSink:
         self.linger = linger
         self.error: BaseException | None = None
         self._consume = consume
-        self._queue: SimpleQueue[Event | object] = SimpleQueue()
+        self._queue: SimpleQueue[Entry] = SimpleQueue()
         self._cond = threading.Condition()  # guards _processed / _done for waiters
         self._closed = False
         self._done = False
@@ -73,7 +75,7 @@ class QueuedSink:
 
     # ---------------------------------------------------------------- producer
 
-    def put(self, event: Event) -> None:
+    def put(self, event: Entry) -> None:
         """Queue one event: a ``SimpleQueue.put``, which takes no Python-level lock.
 
         A lock shared with the consumer (as a condition variable would be) can
@@ -116,7 +118,7 @@ class QueuedSink:
                 # Let a burst gather: a fast stream costs one wake-up per
                 # ``linger``, not one per event.
                 time.sleep(self.linger)
-            batch: list[Event] = [] if closing else [first]  # type: ignore[list-item]
+            batch: list[Entry] = [] if closing else [first]
             while True:
                 try:
                     item = queue.get_nowait()
@@ -125,28 +127,28 @@ class QueuedSink:
                 if item is _CLOSE:
                     closing = True
                 else:
-                    batch.append(item)  # type: ignore[arg-type]
+                    batch.append(item)
             if batch:
                 self._deliver(batch)
         with self._cond:
             self._done = True
             self._cond.notify_all()
 
-    def _deliver(self, batch: list[Event]) -> None:
+    def _deliver(self, batch: list[Entry]) -> None:
         try:
-            self._consume(batch)
+            self._consume(EventSeq(batch))
         except BaseException as exc:  # noqa: BLE001 - a consumer never takes the run down
             if self.error is None:
                 self.error = exc
                 logger.error(
                     "nearnb: %s failed on events %d-%d; the run goes on without it (reported once)",
                     self.name,
-                    batch[0].seq,
-                    batch[-1].seq,
+                    seq_of(batch[0]),
+                    seq_of(batch[-1]),
                     exc_info=exc,
                 )
         with self._cond:
-            self._processed = max(self._processed, batch[-1].seq)
+            self._processed = max(self._processed, seq_of(batch[-1]))
             self._cond.notify_all()
 
 

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Literal
 
 from .events import TERMINAL_STATUSES, Event, Message, Run, Thread, new_id, now
+from .eventseq import event_rows
 from .storeschema import SCHEMA, Connection
 
 __all__ = ["SCHEMA", "BaseStore", "Connection", "IntegrityError", "StoreError"]
@@ -71,7 +72,7 @@ def _put_events(db: Connection, events: list[Event]) -> None:
         db.executemany(
             "INSERT INTO events (run_id, seq, event, data, thread_id, at) "
             "VALUES (?, ?, ?, ?, ?, ?)",
-            [(e.run_id, e.seq, e.event, e.data_json(), e.thread_id, e.at) for e in events],
+            event_rows(events),
         )
 
 

@@ -27,7 +27,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from .accumulator import ChunkAccumulator, Pair
-from .events import Message, attachment_list, now
+from .events import CompactDelta, Message, attachment_list, now
 from .messages import MessageSequencer
 from .runlog import RunCancelled, RunLog
 
@@ -146,6 +146,9 @@ class StreamHandler:
 
     def _emit(self, pairs: list[Pair]) -> None:
         for name, data in pairs:
+            if type(data) is CompactDelta:  # a text delta: most pairs by far
+                self._log.emit_delta(data)
+                continue
             if name == "thread.message.created":
                 self._sequencer.before_new_message(self)
             self._log.emit(name, data)

@@ -70,7 +70,7 @@ class ReplyWriter:
         self._open()
         self._parts.append(text)
         self.deltas += 1
-        self._log.emit("thread.message.delta", CompactDelta(self.message_id, text))
+        self._log.emit_delta(CompactDelta(self.message_id, text))
 
     def write_all(self, pieces: Iterable[Any]) -> Message:
         """Write every piece of ``pieces`` (``str()`` of each), then close."""

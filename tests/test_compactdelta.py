@@ -19,7 +19,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from nearnb.events import CompactDelta, Event, compact_json, message_delta, text_content
+from nearnb.eventseq import event_rows, whole_events
 from nearnb.reducer import RunState, reduce
+from nearnb.runlog import RunLog
 from nearnb.store import Store
 
 IDS = st.text(min_size=1, max_size=30)
@@ -146,3 +148,37 @@ def test_folding_batches_equals_folding_event_by_event(script: list, size: int) 
     assert view(batched) == view(one_by_one)
     assert batched.apply_many(events) == 0  # repeats are dropped, as by apply
     assert view(batched) == view(one_by_one)
+
+
+def logged(texts: list[str]) -> tuple[RunLog, list[Event]]:
+    """A log fed compact deltas (as a run feeds it) and the same events built eagerly."""
+    log = RunLog("run_x", "thread_x", clock=lambda: 5.0)
+    log.emit("thread.message.created", created(0, "msg_1").data)
+    eager = [Event.trusted(1, "thread.message.created", created(0, "msg_1").data, *IDS_AT)]
+    for seq, text in enumerate(texts, start=2):
+        assert log.emit_delta(CompactDelta("msg_1", text)) == seq
+        data = message_delta("msg_1", text)
+        eager.append(Event.trusted(seq, "thread.message.delta", data, *IDS_AT))
+    return log, eager
+
+
+IDS_AT = ("run_x", "thread_x", 5.0)
+
+
+@given(st.lists(TEXTS, max_size=8))
+def test_a_log_of_compact_entries_reads_as_the_eager_events(texts: list[str]) -> None:
+    log, eager = logged(texts)
+    events = log.events
+    assert len(events) == len(eager) and events == eager and list(events) == eager
+    assert events[-1] == eager[-1] and events[1:3] == eager[1:3]
+    assert [type(e) for e in events.raw()[1:]] == [tuple] * len(texts)  # untracked entries
+    assert event_rows(events) == [
+        (e.run_id, e.seq, e.event, compact_json(e.data), e.thread_id, e.at) for e in eager
+    ]
+    assert [e.seq for e in whole_events(events)] == [1]
+    frozen = events.snapshot()
+    log.emit("done", "[DONE]")
+    assert len(frozen) == len(eager) and len(log.events) == len(eager) + 1
+    state = RunState()
+    assert state.apply_many(log.events) == len(eager) + 1
+    assert view(state) == view(reduce([*eager, log.events[-1]]))

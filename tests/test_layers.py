@@ -23,6 +23,7 @@ CORE_LAYERS: list[set[str]] = [
     },
     {
         "nearnb.sinks",
+        "nearnb.eventseq",
         "nearnb.stepstate",
         "nearnb.reducer",
         "nearnb.projection",

@@ -37,6 +37,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from ..events import Event
+from ..eventseq import event_of, raw_entries
 from ..reducer import RunState
 from .bundle import RunInfo, final_bundle
 from .throttle import DEFAULT_INTERVAL, Clock, Throttle
@@ -53,6 +54,11 @@ _BOUNDARY_PREFIXES = (
     "thread.message.incomplete",
 )
 _NOT_BOUNDARY = frozenset({"thread.run.step.delta", "thread.run.step.in_progress"})
+
+
+def _run_of(entry: object) -> str:
+    """The run id of a log entry (a compact delta's tuple, or an Event)."""
+    return entry[5] if type(entry) is tuple else entry.run_id  # type: ignore[index,attr-defined]
 
 
 def is_boundary(name: str) -> bool:
@@ -144,16 +150,18 @@ class Renderer:
             if self._finished:
                 return
             changed = boundary = False
+            entries = raw_entries(events)
+            if not isinstance(entries, list):
+                entries = list(entries)
             start = 0
-            while start < len(events):
-                run_id, end = events[start].run_id, start + 1
-                while end < len(events) and events[end].run_id == run_id:
+            while start < len(entries):  # one stretch of one run's events at a time
+                first = event_of(entries[start])
+                end = start + 1
+                while end < len(entries) and _run_of(entries[end]) == first.run_id:
                     end += 1
-                stretch = events[start:end]
-                changed |= self.tree.state_for(stretch[0]).apply_many(stretch) > 0
-                boundary |= any(
-                    e.event != "thread.message.delta" and is_boundary(e.event) for e in stretch
-                )
+                stretch = entries[start:end]
+                changed |= self.tree.state_for(first).apply_many(stretch) > 0
+                boundary |= any(type(e) is not tuple and is_boundary(e.event) for e in stretch)
                 start = end
             if changed:
                 self._offer(boundary)

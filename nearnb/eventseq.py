@@ -1,0 +1,131 @@
+"""A run's events as its log holds them: text deltas as plain tuples, Events made on demand.
+
+A fast stream makes tens of thousands of ``thread.message.delta`` events a
+run. Each as an :class:`~nearnb.events.Event` is a tracked object the garbage
+collector promotes to its oldest generation and rescans, with the whole heap,
+on every full collection for as long as the run is kept: measured in a
+50,000-chunk run, building and keeping those Events cost the agent's thread
+about 4 us a chunk, more than all its other pipeline work together. Kept as
+an *entry* - the exact tuple ``(seq, at, message_id, text, index, run_id,
+thread_id)``, atomic values only, which the collector stops tracking at its
+first look - they cost nothing after that.
+
+:class:`EventSeq` is what every reader gets instead of a list: a read-only
+``Sequence[Event]`` over entries (an entry is such a tuple or an ordinary
+Event). Indexing and iterating give Events - a delta's made right then, with
+its ``data`` still compact until read (:mod:`nearnb.compactdelta`) - so any
+consumer that takes ``list[Event]`` works unchanged. Consumers on the hot
+path read :meth:`EventSeq.raw` instead: the store encodes a row straight from
+the tuple (:func:`event_rows`), the reducer folds its text, and
+:func:`whole_events` walks only the events that are not compact deltas (the
+ones that change a row or a result).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, overload
+
+from .compactdelta import CompactDelta, delta_json
+from .events import Event
+
+DELTA = "thread.message.delta"
+
+#: One log entry: an Event, or a compact text delta
+#: ``(seq, at, message_id, text, index, run_id, thread_id)``.
+Entry = Any
+
+
+def delta_entry(
+    seq: int, at: float, delta: CompactDelta, run_id: str, thread_id: str
+) -> tuple[int, float, str, str, int, str, str]:
+    """The entry of a compact text delta (an exact tuple: untracked by the GC)."""
+    return (seq, at, delta[0], delta[1], delta[2], run_id, thread_id)
+
+
+def event_of(entry: Entry) -> Event:
+    """The Event an entry stands for (a compact delta's ``data`` stays compact until read)."""
+    if type(entry) is not tuple:
+        return entry  # type: ignore[no-any-return]
+    seq, at, message_id, text, index, run_id, thread_id = entry
+    return Event.trusted(seq, DELTA, CompactDelta(message_id, text, index), run_id, thread_id, at)
+
+
+def seq_of(entry: Entry) -> int:
+    return entry[0] if type(entry) is tuple else entry.seq  # type: ignore[no-any-return]
+
+
+class EventSeq(Sequence[Event]):
+    """A read-only sequence of Events over log entries, up to ``stop`` (None: as many
+    as there are now; the log only appends, so a bounded view is a snapshot)."""
+
+    __slots__ = ("_entries", "_stop")
+
+    def __init__(self, entries: list[Entry], stop: int | None = None) -> None:
+        self._entries = entries
+        self._stop = stop
+
+    def raw(self) -> list[Entry]:
+        """The entries themselves (a copy of the list, not of the entries)."""
+        return self._entries[: self._stop] if self._stop is not None else self._entries[:]
+
+    def snapshot(self) -> EventSeq:
+        """This view bounded at its current length: later appends are not in it."""
+        return EventSeq(self._entries, len(self))
+
+    def __len__(self) -> int:
+        n = len(self._entries)
+        return n if self._stop is None else min(n, self._stop)
+
+    @overload
+    def __getitem__(self, index: int) -> Event: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[Event]: ...
+
+    def __getitem__(self, index: int | slice) -> Event | list[Event]:
+        if isinstance(index, slice):
+            return [event_of(e) for e in self.raw()[index]]
+        n = len(self)
+        if not -n <= index < n:
+            raise IndexError("event index out of range")
+        return event_of(self._entries[index % n])
+
+    def __iter__(self) -> Iterator[Event]:
+        for entry in self.raw():
+            yield event_of(entry)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, EventSeq | list | tuple):
+            if len(self) != len(other):
+                return False
+            return all(a == b for a, b in zip(self, other, strict=True))
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]  # like a list
+
+    def __repr__(self) -> str:
+        return f"EventSeq({list(self)!r})"
+
+
+def raw_entries(events: Iterable[Event]) -> Iterable[Entry]:
+    """The entries behind ``events``: an EventSeq's raw entries, or the events themselves."""
+    return events.raw() if isinstance(events, EventSeq) else events
+
+
+def whole_events(events: Iterable[Event]) -> Iterator[Event]:
+    """The events of ``events`` that are not compact deltas, never building one."""
+    for entry in raw_entries(events):
+        if type(entry) is not tuple:
+            yield entry
+
+
+def event_rows(events: Iterable[Event]) -> list[tuple[str, int, str, str, str, float]]:
+    """``(run_id, seq, event, data JSON, thread_id, at)`` per event: the store's rows,
+    a compact delta's encoded straight from its entry."""
+    return [
+        (e[5], e[0], DELTA, delta_json(e[2], e[3], e[4]), e[6], e[1])
+        if type(e) is tuple
+        else (e.run_id, e.seq, e.event, e.data_json(), e.thread_id, e.at)
+        for e in raw_entries(events)
+    ]

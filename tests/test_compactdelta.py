@@ -182,3 +182,15 @@ def test_a_log_of_compact_entries_reads_as_the_eager_events(texts: list[str]) ->
     state = RunState()
     assert state.apply_many(log.events) == len(eager) + 1
     assert view(state) == view(reduce([*eager, log.events[-1]]))
+
+
+def test_a_big_batch_is_stored_whole_and_in_order(tmp_path: Path) -> None:
+    """More rows than one INSERT takes (two full statements and a remainder)."""
+    store = Store(tmp_path / "nearnb.db")
+    try:
+        log, eager = logged([f"piece {n} " for n in range(122)])
+        store.append_events(log.events)
+        assert store.events("run_x") == eager
+        assert [e.seq for e in store.events("run_x", after=100)] == list(range(101, 124))
+    finally:
+        store.close()

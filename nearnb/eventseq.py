@@ -24,6 +24,7 @@ ones that change a row or a result).
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
+from json.encoder import encode_basestring_ascii as _json_str  # type: ignore[attr-defined]
 from typing import Any, overload
 
 from .compactdelta import CompactDelta, delta_json
@@ -121,11 +122,23 @@ def whole_events(events: Iterable[Event]) -> Iterator[Event]:
 
 
 def event_rows(events: Iterable[Event]) -> list[tuple[str, int, str, str, str, float]]:
-    """``(run_id, seq, event, data JSON, thread_id, at)`` per event: the store's rows,
-    a compact delta's encoded straight from its entry."""
-    return [
-        (e[5], e[0], DELTA, delta_json(e[2], e[3], e[4]), e[6], e[1])
-        if type(e) is tuple
-        else (e.run_id, e.seq, e.event, e.data_json(), e.thread_id, e.at)
-        for e in raw_entries(events)
-    ]
+    """``(run_id, seq, event, data JSON, thread_id, at)`` per event: the store's rows.
+
+    A compact delta's JSON is :func:`~nearnb.compactdelta.delta_json`, built from
+    its message's head (encoded once per message) and its encoded text.
+    """
+    heads: dict[tuple[str, int], str] = {}
+    rows = []
+    for e in raw_entries(events):
+        if type(e) is tuple:
+            head = heads.get((e[2], e[4]))
+            if head is None:
+                head = heads[e[2], e[4]] = delta_json(e[2], "", e[4])[: -len(_TAIL) - 2]
+            rows.append((e[5], e[0], DELTA, head + _json_str(e[3]) + _TAIL, e[6], e[1]))
+        else:
+            rows.append((e.run_id, e.seq, e.event, e.data_json(), e.thread_id, e.at))
+    return rows
+
+
+#: What follows the text in a compact delta's JSON (see ``delta_json``).
+_TAIL = "}}]}}"

@@ -22,6 +22,8 @@ this layer and below the orchestration that sets it.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -32,6 +34,7 @@ from .eventseq import Entry, EventSeq
 from .sinks import QueuedSink
 
 Clock = Callable[[], float]
+logger = logging.getLogger("nearnb.runs")
 _trusted = Event.trusted
 
 
@@ -58,6 +61,7 @@ class RunLog:
         self._seq = 0
         self._closed = False
         self._sinks: list[QueuedSink] = []
+        self._on_cancel: list[Callable[[], None]] = []
 
     # ------------------------------------------------------------------ events
 
@@ -127,8 +131,36 @@ class RunLog:
     # -------------------------------------------------------------- cancelling
 
     def cancel(self) -> None:
+        """Raise the flag, then run the cancel hooks (on the cancelling thread)."""
         self.cancel_requested = True
         self.cancelled.set()
+        with self._lock:
+            hooks = list(self._on_cancel)
+        for hook in hooks:
+            try:
+                hook()
+            except Exception:  # a hook only speeds the stop up; the flag already stands
+                logger.exception("nearnb: a cancel hook of %s failed", self.run_id)
+
+    def on_cancel(self, hook: Callable[[], None]) -> Callable[[], None]:
+        """Call ``hook`` when the run is cancelled (at once if it already is); returns
+        a function that removes it.
+
+        The flag is checked at every chunk, but a read blocked on a provider that
+        sends nothing never reaches the next check: a stream handler hooks its
+        source's ``interrupt`` here, so a Stop lands within moments, not at the
+        provider's next byte (or its read timeout).
+        """
+        with self._lock:
+            self._on_cancel.append(hook)
+        if self.cancel_requested:
+            hook()
+
+        def remove() -> None:
+            with self._lock, contextlib.suppress(ValueError):
+                self._on_cancel.remove(hook)
+
+        return remove
 
     def check_cancelled(self) -> None:
         if self.cancel_requested:

@@ -39,6 +39,10 @@ if TYPE_CHECKING:
 INTERMEDIATE = "agent:intermediate"
 
 
+def _nothing() -> None:
+    """The cancel hook's remover when the source cannot be interrupted."""
+
+
 class StreamHandler:
     """An iterable, drainable streamed completion bound to a run."""
 
@@ -54,6 +58,8 @@ class StreamHandler:
         self._sequencer = sequencer
         self._chunks = chunks
         self.model = model
+        interrupt = getattr(chunks, "interrupt", None)  # unblocks a read from another thread
+        self._unhook = log.on_cancel(interrupt) if interrupt is not None else _nothing
         self._acc = ChunkAccumulator(sequencer.origin)
         self.message_id = self._acc.message_id
         self._exhausted = False
@@ -75,6 +81,10 @@ class StreamHandler:
                 raise RunCancelled("run cancelled")
             chunk = next(self._chunks)
         except StopIteration:
+            if self._log.cancel_requested:  # the cancel interrupted the read: not an end
+                stop = RunCancelled("run cancelled")
+                self.abort(stop)
+                raise stop from None
             self._on_exhausted()
             raise
         except BaseException as exc:
@@ -155,6 +165,7 @@ class StreamHandler:
 
     def _on_exhausted(self) -> None:
         self._exhausted = True
+        self._unhook()
         self._chunks.close()
         if self._acc.step_open:
             # The model asked for tools: the step stays open until they run
@@ -176,6 +187,7 @@ class StreamHandler:
         """The stream broke (provider error, cancel, interrupt): keep the partial text."""
         self._exhausted = True
         self._settled = True
+        self._unhook()
         try:
             self._chunks.close()
         except Exception:  # closing a broken stream may fail too; the text is what matters

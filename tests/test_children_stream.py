@@ -32,6 +32,7 @@ from nearnb.view.widget import WidgetRenderer
 from tests.agent_helpers import make_agent
 from tests.support.hub import running_hub
 from tests.support.openai_server import Reply, ScriptedOpenAI
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -321,12 +322,16 @@ def test_the_orchestrator_example(srv: ScriptedOpenAI) -> None:
     assert result.deltas == 9  # every one written by the agent, none by a model
 
 
-def test_an_attached_childs_stop_stops_watching_that_child_only(
-    srv: ScriptedOpenAI, hub: HubServer
+@pytest.mark.parametrize("cancel", [None, False], ids=["stop-cancels", "cancel-false"])
+def test_an_attached_childs_stop_acts_on_that_child_only(
+    srv: ScriptedOpenAI, hub: HubServer, cancel: bool | None
 ) -> None:
+    """Stop on an attached child cancels that child's run (by default) or only stops
+    watching it (``cancel=False``); either way the parent is followed to its end."""
     gate = threading.Event()
     srv.script(Reply.text("Talk", "ing ", "here.", gate=gate))
-    srv.script(Reply.text("Le", "af."))
+    if cancel is False:  # only a talker that goes on asks its own child (the leaf)
+        srv.script(Reply.text("Le", "af."))
     srv.script(Reply.tool_call("add", {"a": 2, "b": 3}, text=["Adding."]))
     headers = {"Authorization": f"Bearer {TOKEN}"}
     with httpx.Client(base_url=hub.url, headers=headers, timeout=30) as client:
@@ -338,7 +343,7 @@ def test_an_attached_childs_stop_stops_watching_that_child_only(
         view = WidgetRenderer(RunInfo(agent_name="boss"), sink=RecordingSink())
         url = f"{hub.url}/v1/threads/{tid}/stream/{run['id']}"
         watcher = threading.Thread(
-            target=lambda: done.append(nearnb.attach(url, token=TOKEN, display=view))
+            target=lambda: done.append(nearnb.attach(url, token=TOKEN, display=view, cancel=cancel))
         )
         watcher.start()
         deadline = time.monotonic() + 30
@@ -348,11 +353,20 @@ def test_an_attached_childs_stop_stops_watching_that_child_only(
         while time.monotonic() < deadline and not view.can_stop(talker_id):
             time.sleep(0.02)
         view.stop_run(talker_id)  # what the child's Stop button does
+        if cancel is None:  # the child is still held by the gate when its cancel lands
+            wait_until(
+                lambda: Store().get_run(talker_id).status == "cancelled",
+                "the child's run cancelled through the hub",
+            )
         gate.set()
         watcher.join(60)
     (result,) = done
     assert result.status == "completed"  # the parent was watched to its end
     talker, tooler = result.children
-    assert talker.status != "completed"  # no longer watched: it ended unseen
-    assert Store().get_run(talker.run_id).status == "completed"  # the run itself went on
+    if cancel is None:  # the Stop reached the hub, which cancelled the child's run
+        assert talker.status == "cancelled"
+        assert Store().get_run(talker.run_id).status == "cancelled"
+    else:
+        assert talker.status != "completed"  # no longer watched: it ended unseen
+        assert Store().get_run(talker.run_id).status == "completed"  # the run went on
     assert tooler.status == "completed" and tooler.text == "Adding."

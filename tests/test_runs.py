@@ -17,6 +17,7 @@ from nearnb.runs import run_agent, start_run
 from nearnb.store import Store, StoreError
 from tests.agent_helpers import API_KEY, make_agent
 from tests.support.openai_server import Reply, ScriptedOpenAI
+from tests.support.waiting import wait_until
 
 STREAM_REPLY = "env.add_reply(env.completion(env.list_messages(), stream=True))\n"
 
@@ -111,6 +112,29 @@ def test_cancel_from_another_thread_keeps_partial_message(
     assert message.status == "incomplete" and message.incomplete_details.reason == "run_cancelled"
     assert message.text == "tick " * result.deltas
     assert Store().get_run(result.run_id).status == "cancelled"
+
+
+def test_cancel_reaches_a_run_whose_provider_has_gone_silent(
+    srv: ScriptedOpenAI, tmp_path: Path
+) -> None:
+    """A read blocked on a provider that sends nothing never sees the cancel flag; the
+    cancel hook shuts the connection down, so the run ends without the provider's help."""
+    gate = threading.Event()  # the server holds every chunk after the role chunk until set
+    srv.script(Reply.text("never ", "sent", gate=gate))
+    handle = start_run(make_agent(tmp_path / "silent", STREAM_REPLY), "go")
+    try:
+        wait_until(lambda: srv.requests, "the provider request")
+        # Not a wait for a condition but for an interleaving: without it the cancel may land
+        # before the read blocks, which the flag alone handles (the test then cannot tell).
+        time.sleep(0.3)
+        handle.cancel()
+        result = handle.wait(timeout=20)  # the server would hold the stream for 60 s
+        assert not gate.is_set()
+        assert result.status == "cancelled", result.error
+        assert result.deltas == 0
+        assert Store().get_run(result.run_id).status == "cancelled"
+    finally:
+        gate.set()
 
 
 def test_keyboard_interrupt_while_waiting_cancels_the_run(

@@ -18,8 +18,10 @@ once, in an order that lets concurrent first runs in a fresh process work (see t
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
+import socket
 import threading
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
@@ -272,6 +274,22 @@ class SSEChunkStream:
                 self._response.close()
             except Exception:  # closing a half-read connection can itself fail; nothing to do
                 pass
+
+    def interrupt(self) -> None:
+        """Stop a read blocked in another thread (a cancel while the provider is silent).
+
+        Closing a socket does not wake a thread blocked reading it; shutting it
+        down does. httpx exposes the connection's socket as the response's
+        ``network_stream`` extension. The connection cannot be reused after a
+        half-read stream anyway; the reading thread then sees the stream end.
+        """
+        self._closed = True
+        http_response = getattr(self._response, "http_response", self._response)
+        stream = getattr(http_response, "extensions", {}).get("network_stream")
+        sock = stream.get_extra_info("socket") if stream is not None else None
+        if sock is not None:
+            with contextlib.suppress(OSError):  # already closed by the other end
+                sock.shutdown(socket.SHUT_RDWR)
 
     def __next__(self) -> ChatCompletionChunk:
         if self._closed:

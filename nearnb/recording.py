@@ -285,6 +285,7 @@ class RecordingStream:
         self._parts: list[Any] = []
         self._raw = _tap_wire_json(inner, self._parts)
         self._saved = False
+        self._interrupted = False
 
     def __iter__(self) -> Iterator[Any]:
         return self
@@ -293,7 +294,8 @@ class RecordingStream:
         try:
             chunk = next(self._inner)
         except StopIteration:
-            self._finish("done", None)
+            # An interrupted read ends like a stream: it is the reader leaving, not the end.
+            self._finish("closed" if self._interrupted else "done", None)
             raise
         except BaseException as exc:
             self._finish("error", exc)
@@ -305,6 +307,13 @@ class RecordingStream:
     def close(self) -> None:
         self._finish("closed", None)
         self._inner.close()
+
+    def interrupt(self) -> None:
+        """A cancel unblocking a read (another thread): recorded as closed, not done."""
+        self._interrupted = True
+        interrupt = getattr(self._inner, "interrupt", None)
+        if interrupt is not None:
+            interrupt()
 
     def __enter__(self) -> RecordingStream:
         """``with client.chat.completions.create(..., stream=True) as s:`` (env.openai)."""

@@ -13,6 +13,7 @@ import pytest
 
 from nearnb.agents import AgentError
 from nearnb.events import Event
+from nearnb.recording import recorded_calls
 from nearnb.runs import run_agent, start_run
 from nearnb.store import Store, StoreError
 from tests.agent_helpers import API_KEY, make_agent
@@ -133,6 +134,9 @@ def test_cancel_reaches_a_run_whose_provider_has_gone_silent(
         assert result.status == "cancelled", result.error
         assert result.deltas == 0
         assert Store().get_run(result.run_id).status == "cancelled"
+        # recorded as the reader leaving, so a replay does not pass it off as a whole answer
+        _, calls = recorded_calls(Store(), result.run_id)
+        assert [response["reason"] for _, _, response in calls] == ["closed"]
     finally:
         gate.set()
 

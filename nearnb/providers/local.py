@@ -32,6 +32,7 @@ tool-call parsing covers that case.
 
 from __future__ import annotations
 
+import atexit
 import importlib.util
 import os
 import threading
@@ -161,9 +162,17 @@ def load(path: Path | None = None) -> tuple[Llama, ModelPool]:
         return pool.first, pool
     with _LOAD_LOCK:
         if key not in _LOADED:
+            if not _LOADED:
+                atexit.register(_close_pools)
             _LOADED[key] = ModelPool(lambda: _new_llama(path, settings))
         pool = _LOADED[key]
         return pool.first, pool
+
+
+def _close_pools() -> None:
+    """At exit, free the loaded models while the modules they need still exist."""
+    for pool in list(_LOADED.values()):
+        pool.close_idle()
 
 
 def _new_llama(path: Path, settings: dict[str, Any]) -> Llama:

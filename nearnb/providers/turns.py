@@ -30,6 +30,7 @@ stream) cannot be split: it takes one turn for its whole generation.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from collections import deque
@@ -146,3 +147,16 @@ class ModelPool:
             self._owners.pop(id(llm), None)
             self._idle.append(llm)
             self._cond.notify()
+
+    def close_idle(self) -> None:
+        """Free the idle instances now (at exit: see :func:`nearnb.providers.local.load`).
+
+        llama-cpp-python frees a model in ``Llama.__del__``; left to interpreter
+        teardown, that runs after the module globals it needs are gone and
+        prints "Exception ignored in Llama.__del__" once per instance.
+        """
+        with self._cond:
+            idle, self._idle = self._idle, []
+        for llm in idle:
+            with contextlib.suppress(Exception):
+                llm.close()

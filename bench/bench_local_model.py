@@ -6,6 +6,12 @@ same settings: ``nearnb.providers.local.llama_settings()``), the same prompt, te
 the same sampling arguments, so both generate identical tokens; rounds alternate between the
 two so background load hits both alike. Target: nearnb >= 0.95x raw.
 
+Both sides compute on the same thread, the pool's model thread: nearnb's stream hands each
+token to it, and the raw loop is run there whole. llama.cpp's OpenMP team belongs to the thread
+that starts the work, and a second such thread alive in one process slows both to about a
+third (:mod:`nearnb.providers.turns`), so raw on the main thread would measure that, not the
+wrapping.
+
 Run: ``python bench/bench_local_model.py [--tokens 128] [--rounds 7]`` (~25 s on 2 cores).
 """
 
@@ -56,19 +62,19 @@ def main() -> None:
     args = parser.parse_args()
 
     started = time.perf_counter()
-    llm, _guard = load()
+    llm, pool = load()
     load_seconds = time.perf_counter() - started
     provider = LocalProvider()
     # exactly the arguments nearnb passes to create_chat_completion
     kwargs = _arguments({"temperature": 0, "max_tokens": args.tokens}, provider.model_name)
     run_nearnb(provider, 8)  # warm-up: imports openai types, touches the weights
-    run_raw(llm, {**kwargs, "max_tokens": 8})
+    pool.worker.call(lambda: run_raw(llm, {**kwargs, "max_tokens": 8}))
 
     ours: list[float] = []
     raw: list[float] = []
     for round_ in range(args.rounds):
         pairs = [("nearnb", lambda: run_nearnb(provider, args.tokens)),
-                 ("raw", lambda: run_raw(llm, kwargs))]  # fmt: skip
+                 ("raw", lambda: pool.worker.call(lambda: run_raw(llm, kwargs)))]  # fmt: skip
         if round_ % 2:
             pairs.reverse()
         counts = {}

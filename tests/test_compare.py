@@ -20,7 +20,7 @@ from IPython.core.interactiveshell import InteractiveShell
 
 from nearnb.comparing import Comparison, ComparisonRun, compare, shared_model_notice
 from nearnb.events import Event, delta_text
-from nearnb.providers.turns import Turns
+from nearnb.providers.turns import ModelThread
 from nearnb.reducer import reduce
 from nearnb.view import RunInfo
 from nearnb.view.bundle import run_markdown
@@ -320,23 +320,39 @@ def test_magic_no_wait_returns_the_running_comparison(
     assert running.view.finished
 
 
-# ----------------------------------------------------- the embedded model's turns
+# ------------------------------------------------ the embedded model's one thread
 
 
-def test_turns_go_first_come_first_served() -> None:
-    """The thread that just had the turn queues behind the one already waiting."""
-    turns, order = Turns(), []
-    turns.acquire()
-    waiter = threading.Thread(target=lambda: (turns.acquire(), order.append("waiter"),
-                                              turns.release()))  # fmt: skip
-    waiter.start()
-    wait_until(lambda: turns.waiting == 1, "the other thread waits for a turn")
-    turns.release()
-    turns.acquire()  # asks again at once: must come after the waiter
-    order.append("holder")
-    turns.release()
-    waiter.join()
-    assert order == ["waiter", "holder"]
+def test_the_model_thread_takes_calls_in_arrival_order_on_one_thread() -> None:
+    """Two streams asking one token at a time alternate; every call runs on one thread
+    (llama.cpp's OpenMP team is per calling thread: see nearnb.providers.turns)."""
+    worker, order, ran_on = ModelThread(), [], set()
+    release = threading.Event()
+
+    def token(name: str, i: int) -> str:
+        ran_on.add(threading.get_ident())
+        order.append(name)
+        time.sleep(0.02)  # a token's compute, GIL released (as in llama.cpp's C code)
+        return f"{name}{i}"
+
+    def stream(name: str) -> None:
+        release.wait()
+        for i in range(5):
+            assert worker.call(lambda i=i: token(name, i)) == f"{name}{i}"
+
+    worker.call(lambda: release.wait(0))  # started, idle
+    threads = [threading.Thread(target=stream, args=(n,)) for n in ("a", "b")]
+    for thread in threads:
+        thread.start()
+    release.set()
+    for thread in threads:
+        thread.join()
+    assert sorted(order) == ["a"] * 5 + ["b"] * 5
+    # FIFO and one request in flight per stream: neither runs twice while the other waits
+    assert all(order[k] != order[k + 1] for k in range(1, len(order) - 2)), order
+    assert len(ran_on) == 1 and threading.get_ident() not in ran_on
+    with pytest.raises(StopIteration):  # an exception comes back to the caller
+        worker.call(lambda: next(iter([])))
 
 
 def test_the_notice_says_runs_on_the_embedded_model_take_turns(tmp_path: Path) -> None:

@@ -9,8 +9,8 @@ Measured facts this module is built on (see the project's local-model notes):
 
 * The model loads once per process (0.2 s, ~200 MB) and is cached per (path, n_ctx, threads).
   A ``Llama`` object is not reentrant (one KV cache), so runs streaming at the same time each
-  get an instance of a small pool and compute their tokens in fair turns, token by token
-  (:mod:`nearnb.providers.turns`: why, and what the alternatives cost).
+  get an instance of a small pool and compute their tokens on one model thread, in turns
+  token by token (:mod:`nearnb.providers.turns`: why, and what the alternatives cost).
 * ``llm.reset()`` before each request: without it llama.cpp reuses the prompt prefix cache and
   temperature-0 output changes between identical requests.
 * llama.cpp defaults are wrong for us: ``n_ctx`` 512, ``n_threads`` cpu_count // 2 (one thread
@@ -264,10 +264,14 @@ class LocalProvider:
         _first, pool = load(self._path)
         kwargs = _arguments(params, self.model_name)
         llm = pool.checkout()
+        prepared = _messages(messages)
+
+        def generate() -> dict[str, Any]:  # a whole completion cannot be split: one call
+            llm.reset()
+            return llm.create_chat_completion(prepared, stream=False, **kwargs)  # type: ignore[return-value]
+
         try:
-            with pool.turns:  # a whole completion cannot be split: one long turn
-                llm.reset()
-                result = llm.create_chat_completion(_messages(messages), stream=False, **kwargs)
+            result = pool.worker.call(generate)
         except ProviderError:
             raise
         except Exception as exc:  # e.g. ValueError: prompt longer than the context window
@@ -346,10 +350,7 @@ class LocalChunkStream:
         try:
             if self._llm is None:
                 self._llm = self._pool.checkout()
-            with self._pool.turns:  # one token per turn
-                if self._source is None:
-                    self._source = self._start(self._llm)
-                raw = next(self._source)
+            raw = self._pool.worker.call(self._step)  # one token, on the model thread
         except StopIteration:
             self._closed = True
             raise
@@ -372,11 +373,18 @@ class LocalChunkStream:
         except ValueError:
             return self._chunk_type.construct(**raw)
 
+    def _step(self) -> dict[str, Any]:
+        """The next chunk (on the model thread: the generator lives and runs there)."""
+        if self._source is None:
+            assert self._llm is not None
+            self._source = self._start(self._llm)
+        return next(self._source)
+
     def _release(self) -> None:
         """Stop llama.cpp's generator (GeneratorExit ends its loop) and give the model back."""
         source, self._source = self._source, None
         if source is not None and hasattr(source, "close"):
-            source.close()
+            self._pool.worker.call(source.close)  # where the generator lives
         llm, self._llm = self._llm, None
         if llm is not None:
             self._pool.checkin(llm)

@@ -16,7 +16,6 @@ as :class:`~nearnb.view.widget.WidgetRenderer` does.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -25,13 +24,9 @@ import ipywidgets as widgets
 from .columns import Column, ColumnsRenderer
 from .panel import ChildPanel, RunPanel, notices_html
 from .present import RunInfo
-from .sink import IPythonSink, Sink
+from .sink import Sink
 from .tree import ChildInfo
-from .widget import WIDGET_VIEW_MIME
-from .widget_kit import WidgetKit
-
-#: Comm opens a sub-agent's panel costs (as in the single-run widget view).
-CHILD_PANEL_OPENS = 20
+from .widget_live import LiveWidgets
 
 
 class _ColumnHost:
@@ -80,7 +75,7 @@ class _ColumnHost:
         return self.view.may_build()
 
 
-class WidgetColumns(ColumnsRenderer):
+class WidgetColumns(LiveWidgets, ColumnsRenderer):
     """Live columns of ipywidgets; replaced by the static bundle when all runs ended."""
 
     def __init__(
@@ -92,12 +87,7 @@ class WidgetColumns(ColumnsRenderer):
         **kwargs: Any,
     ) -> None:
         super().__init__(infos, stops=stops, **kwargs)
-        self.sink = sink or IPythonSink()
-        self.display_id = f"nearnb-{uuid.uuid4().hex}"
-        self.kit = WidgetKit()
-        self.closing: list[widgets.Widget] = []
-        self.built = 0
-        self.wanted = False
+        self._start_live(sink)
         self.hosts = [_ColumnHost(self, i) for i in range(len(self.columns))]
         self.panels: list[RunPanel] = []  # each column's root panel, in order
         boxes = []
@@ -123,21 +113,8 @@ class WidgetColumns(ColumnsRenderer):
             parts = (self.kit.html(notices_html((self.notice,))), self.row)
         self.root = self.kit.vbox(parts, css_class="nearnb-comparison")
         self._render()
-        self.throttle.flushed(boundary=True)
-        self.throttle.spend(self.kit.sent)  # every open counts, but is not a refresh's size
         names = ", ".join(info.agent_name or "agent" for info in infos)
-        self.sink.show(
-            {
-                WIDGET_VIEW_MIME: {
-                    "version_major": 2,
-                    "version_minor": 0,
-                    "model_id": self.root.model_id,
-                },
-                "text/plain": f"{names}: live view, side by side (runs in progress)",
-            },
-            {},
-            display_id=self.display_id,
-        )
+        self._show(self.root, f"{names}: live view, side by side (runs in progress)")
 
     def stop_button(self, index: int) -> widgets.Button:
         """Column ``index``'s Stop button (tests click it)."""
@@ -151,7 +128,7 @@ class WidgetColumns(ColumnsRenderer):
     def _render(self, *, final: bool = False) -> int:
         if final:
             return 0  # the static bundle replaces the widget
-        start, self.built, self.wanted = self.kit.sent, 0, False
+        start = self._begin_refresh()
         for col in self.columns:
             i = 0
             while i < len(col.panels):  # parents first; a render may add child panels
@@ -171,27 +148,7 @@ class WidgetColumns(ColumnsRenderer):
                         )
                 else:
                     panel.render(col.state, col.info, stop_requested=col.stop_requested)
-        self.throttle.spend(self.built)
-        self.throttle.extra = CHILD_PANEL_OPENS if self.wanted else 0
-        cost = self.kit.sent - start - self.built
-        self._close_some(self.throttle.refresh_cost - cost)
-        return self.kit.sent - start - self.built
-
-    def may_build(self) -> bool:
-        """One sub-agent panel per refresh, when the message window has room for it."""
-        if self.built == 0 and self.throttle.spare() >= CHILD_PANEL_OPENS:
-            return True
-        self.wanted = True
-        return False
-
-    def _again(self) -> bool:
-        return self.wanted
-
-    def _close_some(self, budget: int) -> None:
-        while self.closing and budget > 0:
-            before = self.kit.sent
-            self.kit.close(self.closing.pop())
-            budget -= self.kit.sent - before
+        return self._end_refresh(start)
 
     def _on_column_stop(self, index: int) -> int:
         start = self.kit.sent
@@ -210,19 +167,3 @@ class WidgetColumns(ColumnsRenderer):
         start = self.kit.sent
         panel.on_stop_requested(state, RunInfo(agent_name=panel.name))
         return self.kit.sent - start
-
-    # ------------------------------------------------------------- finishing
-
-    def _finalize(self, data: dict[str, Any], metadata: dict[str, Any]) -> None:
-        self.sink.update(data, metadata, display_id=self.display_id)
-        self.closing = list(self.kit.created)
-        self.kit.created.clear()
-
-    def _cleanup(self) -> float | None:
-        spare = self.throttle.spare(keep=0)
-        start = self.kit.sent
-        self._close_some(spare)
-        self.throttle.spend(self.kit.sent - start)
-        if not self.closing:
-            return None
-        return max(self.throttle.delay_for(1), 0.01)

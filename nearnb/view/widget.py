@@ -53,11 +53,7 @@ browser test (tests/test_browser.py) proves the click lands mid-run.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable
-from typing import Any
-
-import ipywidgets as widgets
 
 from .base import Renderer
 from .bundle import RunInfo
@@ -72,17 +68,14 @@ from .panel import (
     route_clicks_to_frontend_subshell,
     steps_html,
 )
-from .sink import IPythonSink, Sink
+from .sink import Sink
 from .throttle import DEFAULT_INTERVAL, Clock
 from .tree import ChildInfo
-from .widget_kit import AppendTree, LiveSlot, WidgetKit
-
-WIDGET_VIEW_MIME = "application/vnd.jupyter.widget-view+json"
-#: Comm opens a sub-agent's panel costs (checked by the tests): it is built only
-#: when the message window has room for them beside one refresh.
-CHILD_PANEL_OPENS = 20
+from .widget_kit import AppendTree, LiveSlot
+from .widget_live import CHILD_PANEL_OPENS, WIDGET_VIEW_MIME, LiveWidgets
 
 __all__ = [
+    "CHILD_PANEL_OPENS",
     "MAX_NEW_CHILDREN",
     "WIDGET_VIEW_MIME",
     "AppendTree",
@@ -96,7 +89,7 @@ __all__ = [
 ]
 
 
-class WidgetRenderer(Renderer):
+class WidgetRenderer(LiveWidgets, Renderer):
     """Live ipywidgets view; replaced by the static bundle when finished."""
 
     def __init__(
@@ -110,30 +103,12 @@ class WidgetRenderer(Renderer):
         on_stop: Callable[[], None] | None = None,
     ) -> None:
         super().__init__(info, interval=interval, clock=clock, autoflush=autoflush, on_stop=on_stop)
-        self.sink = sink or IPythonSink()
-        self.display_id = f"nearnb-{uuid.uuid4().hex}"
-        self.kit = WidgetKit()
-        self.closing: list[widgets.Widget] = []  # closed when the budget allows
-        self.built = 0  # opens of sub-agent panels built in this refresh
-        self.wanted = False  # a panel was due but the window had no room for it
+        self._start_live(sink)
         self.panels: list[RunPanel] = []  # the root's, then each child's as it appears
         self.panel = RunPanel(self, None, stoppable=on_stop is not None)
         self.panels.insert(0, self.panel)
         self._render()
-        self.throttle.flushed(boundary=True)
-        self.throttle.spend(self.kit.sent)  # every open counts, but is not a refresh's size
-        self.sink.show(
-            {
-                WIDGET_VIEW_MIME: {
-                    "version_major": 2,
-                    "version_minor": 0,
-                    "model_id": self.root.model_id,
-                },
-                "text/plain": f"{info.agent_name or 'agent'}: live view (run in progress)",
-            },
-            {},
-            display_id=self.display_id,
-        )
+        self._show(self.root, f"{info.agent_name or 'agent'}: live view (run in progress)")
 
     # The root run's widgets, by the names tests and notebooks know.
     root = property(lambda self: self.panel.root)
@@ -164,7 +139,7 @@ class WidgetRenderer(Renderer):
     def _render(self, *, final: bool = False) -> int:
         if final:
             return 0  # the static bundle replaces the widget: nothing to re-render
-        start, self.built, self.wanted = self.kit.sent, 0, False
+        start = self._begin_refresh()
         i = 0
         while i < len(self.panels):  # parents first; a render may add child panels
             panel = self.panels[i]
@@ -179,37 +154,11 @@ class WidgetRenderer(Renderer):
                     )
             else:
                 panel.render(self.state, self.info, stop_requested=self.stop_requested)
-        # A panel's opens are spent apart from the refresh's size (they happen once,
-        # and only when the window had room: may_build), so they do not slow every
-        # later refresh the way a huge "largest refresh" would.
-        self.throttle.spend(self.built)
-        self.throttle.extra = CHILD_PANEL_OPENS if self.wanted else 0
-        cost = self.kit.sent - start - self.built
-        # Widgets dropped earlier are closed from what this refresh may still send.
-        self._close_some(self.throttle.refresh_cost - cost)
-        return self.kit.sent - start - self.built
-
-    def may_build(self) -> bool:
-        """One sub-agent panel per refresh, when the message window has room for it
-        beside this refresh. If not, the next refresh waits until it has
-        (``throttle.extra``) and builds it then, even if no event comes."""
-        if self.built == 0 and self.throttle.spare() >= CHILD_PANEL_OPENS:
-            return True
-        self.wanted = True
-        return False
-
-    def _again(self) -> bool:
-        return self.wanted
+        return self._end_refresh(start)
 
     def _child_info(self, run_id: str, name: str) -> RunInfo:
         info = self.tree.info.get(run_id) or ChildInfo()
         return RunInfo(agent_name=name, show_streaming_message=info.show_streaming_message)
-
-    def _close_some(self, budget: int) -> None:
-        while self.closing and budget > 0:
-            before = self.kit.sent
-            self.kit.close(self.closing.pop())
-            budget -= self.kit.sent - before
 
     def _on_stop_requested(self) -> int:
         start = self.kit.sent
@@ -223,21 +172,3 @@ class WidgetRenderer(Renderer):
         start = self.kit.sent
         panel.on_stop_requested(state, self._child_info(run_id, panel.name))
         return self.kit.sent - start
-
-    # ------------------------------------------------------------- finishing
-
-    def _finalize(self, data: dict[str, Any], metadata: dict[str, Any]) -> None:
-        """Swap the widget for the static bundle; its models are then closed
-        by :meth:`_cleanup` as the message budget allows."""
-        self.sink.update(data, metadata, display_id=self.display_id)
-        self.closing = list(self.kit.created)  # popped from the end: newest first
-        self.kit.created.clear()
-
-    def _cleanup(self) -> float | None:
-        spare = self.throttle.spare(keep=0)
-        start = self.kit.sent
-        self._close_some(spare)
-        self.throttle.spend(self.kit.sent - start)
-        if not self.closing:
-            return None
-        return max(self.throttle.delay_for(1), 0.01)

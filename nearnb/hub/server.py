@@ -151,6 +151,11 @@ class HubServer:
             access_log=False,
             timeout_graceful_shutdown=3,
             lifespan="on",
+            # h11, not httptools: httptools answers some malformed requests with a
+            # plain-text 400 and drops the keep-alive connection, where the hub
+            # promises an OpenAI-shaped 4xx on a connection that survives
+            # (tests/test_hub_fuzz.py). The event loop is still uvloop when installed.
+            http="h11",
         )
         self.server = _Server(config, self.hub.broker.close)
         self._thread: threading.Thread | None = None

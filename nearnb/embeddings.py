@@ -25,6 +25,8 @@ embedded by the same embedder (vectors of two models are not comparable).
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import os
 import struct
 import threading
@@ -73,6 +75,7 @@ _LOAD_LOCK = threading.Lock()
 def _load_local(path: Path) -> tuple[Llama, threading.Lock]:
     """The process's embedding ``Llama`` for ``path`` (loaded once, 0.2 s) and its lock."""
     from .providers.local import llama_class, llama_settings
+    from .providers.turns import model_thread
 
     threads = llama_settings()["n_threads"]
     key = (str(path), threads)
@@ -80,20 +83,32 @@ def _load_local(path: Path) -> tuple[Llama, threading.Lock]:
         if key not in _LOADED:
             Llama = llama_class()  # noqa: N806 - the class, named as llama_cpp names it
             try:
-                llm = Llama(
-                    model_path=str(path),
-                    embedding=True,
-                    kv_overrides={f"{_architecture(path)}.pooling_type": _MEAN_POOLING},
-                    n_ctx=LOCAL_EMBEDDING_CTX,
-                    n_batch=LOCAL_EMBEDDING_CTX,
-                    n_ubatch=LOCAL_EMBEDDING_CTX,  # a pooled sequence must fit one micro-batch
-                    n_threads=threads,
-                    verbose=False,
+                # On the model thread, as every llama.cpp call: one OpenMP team per process.
+                llm = model_thread().call(
+                    lambda: Llama(
+                        model_path=str(path),
+                        embedding=True,
+                        kv_overrides={f"{_architecture(path)}.pooling_type": _MEAN_POOLING},
+                        n_ctx=LOCAL_EMBEDDING_CTX,
+                        n_batch=LOCAL_EMBEDDING_CTX,
+                        n_ubatch=LOCAL_EMBEDDING_CTX,  # a pooled sequence fits one micro-batch
+                        n_threads=threads,
+                        verbose=False,
+                    )
                 )
             except (ValueError, RuntimeError, OSError) as exc:
                 raise ProviderError(f"cannot load {path}: {exc}", provider="local") from None
+            if not _LOADED:
+                atexit.register(_close_local)
             _LOADED[key] = (llm, threading.Lock())
         return _LOADED[key]
+
+
+def _close_local() -> None:
+    """At exit, free the embedding models while the modules they need still exist."""
+    for llm, _lock in list(_LOADED.values()):
+        with contextlib.suppress(Exception):
+            llm.close()
 
 
 def _architecture(path: Path) -> str:
@@ -132,10 +147,13 @@ class LocalEmbedder:
     def embed(self, texts: Sequence[str]) -> list[list[float]]:
         if not texts:
             return []
+        from .providers.turns import model_thread
+
         llm, lock = _load_local(self.path)
+        inputs = [t or " " for t in texts]
         with lock:  # a Llama context is not reentrant
             try:
-                vectors: Any = llm.embed([t or " " for t in texts], truncate=True)
+                vectors: Any = model_thread().call(lambda: llm.embed(inputs, truncate=True))
             except Exception as exc:  # llama.cpp reports failures as assorted exceptions
                 raise ProviderError(
                     f"local embeddings: {type(exc).__name__}: {exc}", provider="local"

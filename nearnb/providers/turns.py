@@ -126,6 +126,15 @@ class ModelThread:
                 request.done.set()
 
 
+_SHARED = ModelThread()
+
+
+def model_thread() -> ModelThread:
+    """The process's one model thread: every pool and the embedder compute on it, so
+    there is only ever one OpenMP team (see the module docstring)."""
+    return _SHARED
+
+
 class ModelPool:
     """The ``Llama`` instances of one GGUF, one per concurrent generation, and their thread.
 
@@ -135,7 +144,7 @@ class ModelPool:
     """
 
     def __init__(self, factory: Callable[[], Any], limit: int | None = None) -> None:
-        self.worker = ModelThread()
+        self.worker = model_thread()
         self._factory = lambda: self.worker.call(factory)  # loading computes too
         self.limit = limit or instance_limit()
         self.first = self._factory()  # loaded eagerly: a missing or bad file fails at once

@@ -22,11 +22,10 @@ from typing import Any
 import ipywidgets as widgets
 
 from .columns import Column, ColumnsRenderer
-from .panel import ChildPanel, RunPanel, notices_html
+from .panel import RunPanel, notices_html
 from .present import RunInfo
 from .sink import Sink
-from .tree import ChildInfo
-from .widget_live import LiveWidgets
+from .widget_live import LiveWidgets, child_info, find_child_panel, render_panels
 
 
 class _ColumnHost:
@@ -130,24 +129,14 @@ class WidgetColumns(LiveWidgets, ColumnsRenderer):
             return 0  # the static bundle replaces the widget
         start = self._begin_refresh()
         for col in self.columns:
-            i = 0
-            while i < len(col.panels):  # parents first; a render may add child panels
-                panel = col.panels[i]
-                i += 1
-                if isinstance(panel, ChildPanel):
-                    state = col.tree.runs.get(panel.ref.run_id)
-                    if state is not None:
-                        info = col.tree.info.get(panel.ref.run_id) or ChildInfo()
-                        panel.render(
-                            state,
-                            RunInfo(
-                                agent_name=panel.name,
-                                show_streaming_message=info.show_streaming_message,
-                            ),
-                            stop_requested=panel.ref.run_id in col.stopping,
-                        )
-                else:
-                    panel.render(col.state, col.info, stop_requested=col.stop_requested)
+            render_panels(
+                col.panels,
+                col.tree,
+                col.state,
+                col.info,
+                stop_requested=col.stop_requested,
+                stopping=col.stopping,
+            )
         return self._end_refresh(start)
 
     def _on_column_stop(self, index: int) -> int:
@@ -158,12 +147,9 @@ class WidgetColumns(LiveWidgets, ColumnsRenderer):
 
     def _on_column_child_stop(self, index: int, run_id: str) -> int:
         col = self.columns[index]
-        panel = next(
-            (p for p in col.panels if isinstance(p, ChildPanel) and p.run_id == run_id), None
-        )
-        state = col.tree.runs.get(run_id)
+        panel, state = find_child_panel(col.panels, run_id), col.tree.runs.get(run_id)
         if panel is None or state is None:
             return 0
         start = self.kit.sent
-        panel.on_stop_requested(state, RunInfo(agent_name=panel.name))
+        panel.on_stop_requested(state, child_info(col.tree, run_id, panel.name))
         return self.kit.sent - start

@@ -70,9 +70,15 @@ from .panel import (
 )
 from .sink import Sink
 from .throttle import DEFAULT_INTERVAL, Clock
-from .tree import ChildInfo
 from .widget_kit import AppendTree, LiveSlot
-from .widget_live import CHILD_PANEL_OPENS, WIDGET_VIEW_MIME, LiveWidgets
+from .widget_live import (
+    CHILD_PANEL_OPENS,
+    WIDGET_VIEW_MIME,
+    LiveWidgets,
+    child_info,
+    find_child_panel,
+    render_panels,
+)
 
 __all__ = [
     "CHILD_PANEL_OPENS",
@@ -130,9 +136,7 @@ class WidgetRenderer(LiveWidgets, Renderer):
 
     def child_panel(self, run_id: str) -> ChildPanel | None:
         """The nested panel of a sub-agent run, once it is shown."""
-        return next(
-            (p for p in self.panels if isinstance(p, ChildPanel) and p.run_id == run_id), None
-        )
+        return find_child_panel(self.panels, run_id)
 
     # -------------------------------------------------------------- rendering
 
@@ -140,25 +144,15 @@ class WidgetRenderer(LiveWidgets, Renderer):
         if final:
             return 0  # the static bundle replaces the widget: nothing to re-render
         start = self._begin_refresh()
-        i = 0
-        while i < len(self.panels):  # parents first; a render may add child panels
-            panel = self.panels[i]
-            i += 1
-            if isinstance(panel, ChildPanel):
-                state = self.tree.runs.get(panel.ref.run_id)
-                if state is not None:
-                    panel.render(
-                        state,
-                        self._child_info(panel.ref.run_id, panel.name),
-                        stop_requested=panel.ref.run_id in self.stopping,
-                    )
-            else:
-                panel.render(self.state, self.info, stop_requested=self.stop_requested)
+        render_panels(
+            self.panels,
+            self.tree,
+            self.state,
+            self.info,
+            stop_requested=self.stop_requested,
+            stopping=self.stopping,
+        )
         return self._end_refresh(start)
-
-    def _child_info(self, run_id: str, name: str) -> RunInfo:
-        info = self.tree.info.get(run_id) or ChildInfo()
-        return RunInfo(agent_name=name, show_streaming_message=info.show_streaming_message)
 
     def _on_stop_requested(self) -> int:
         start = self.kit.sent
@@ -170,5 +164,5 @@ class WidgetRenderer(LiveWidgets, Renderer):
         if panel is None or state is None:
             return 0
         start = self.kit.sent
-        panel.on_stop_requested(state, self._child_info(run_id, panel.name))
+        panel.on_stop_requested(state, child_info(self.tree, run_id, panel.name))
         return self.kit.sent - start

@@ -14,17 +14,63 @@ from __future__ import annotations
 import uuid
 from typing import TYPE_CHECKING, Any
 
+from .panel import ChildPanel
+from .present import RunInfo
 from .sink import IPythonSink, Sink
+from .tree import ChildInfo
 from .widget_kit import WidgetKit
 
 if TYPE_CHECKING:
+    from collections.abc import Collection, Sequence
+
     import ipywidgets as widgets
 
+    from ..reducer import RunState
+    from .panel import RunPanel
     from .throttle import Throttle
+    from .tree import RunTree
 
 WIDGET_VIEW_MIME = "application/vnd.jupyter.widget-view+json"
 #: Comm messages one sub-agent panel's widgets take to open (measured: 15-17).
 CHILD_PANEL_OPENS = 20
+
+
+def child_info(tree: RunTree, run_id: str, name: str) -> RunInfo:
+    """What a sub-agent's panel shows of its run: its name, its own streaming flag."""
+    info = tree.info.get(run_id) or ChildInfo()
+    return RunInfo(agent_name=name, show_streaming_message=info.show_streaming_message)
+
+
+def find_child_panel(panels: Sequence[RunPanel], run_id: str) -> ChildPanel | None:
+    """The nested panel of sub-agent run ``run_id`` among ``panels``, once it is shown."""
+    return next((p for p in panels if isinstance(p, ChildPanel) and p.run_id == run_id), None)
+
+
+def render_panels(
+    panels: list[RunPanel],
+    tree: RunTree,
+    state: RunState,
+    info: RunInfo,
+    *,
+    stop_requested: bool,
+    stopping: Collection[str],
+) -> None:
+    """Render one run's panels: its own, then each sub-agent's, parents first (a render
+    may append the panel of a child that just appeared; it is rendered in the same pass)."""
+    i = 0
+    while i < len(panels):
+        panel = panels[i]
+        i += 1
+        if isinstance(panel, ChildPanel):
+            child = tree.runs.get(panel.ref.run_id)
+            if child is not None:
+                panel.render(
+                    child,
+                    child_info(tree, panel.ref.run_id, panel.name),
+                    stop_requested=panel.ref.run_id in stopping,
+                )
+        else:
+            panel.render(state, info, stop_requested=stop_requested)
 
 
 class LiveWidgets:

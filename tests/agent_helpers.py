@@ -13,6 +13,26 @@ from tests.support.openai_server import ScriptedOpenAI
 PROVIDER = "scripted"
 API_KEY = "sk-test-SECRET-do-not-leak"
 
+#: agent.py of an agent that streams one answer to the thread.
+STREAM_AGENT = "env.add_reply(env.completion(env.list_messages(), stream=True))\n"
+#: agent.py of an agent that asks for its ``add`` tool and runs it (a run step of its own).
+TOOL_AGENT = '''
+def add(a: int, b: int) -> int:
+    """Add two numbers.
+    a: the first number
+    b: the second number
+    """
+    return a + b
+
+env.get_tool_registry().register_tool(add)
+env.completion_and_run_tools(
+    [{"role": "user", "content": "add"}],
+    tools=env.get_tool_registry().get_all_tool_definitions(),
+)
+'''
+#: agent.py of a sub-agent that streams an answer, then runs its own child ``leaf``.
+TALKER_AGENT = STREAM_AGENT + "env.run_agent('leaf', query='deeper')\n"
+
 
 def make_agent(
     folder: Path,

@@ -10,7 +10,10 @@ import pytest
 
 from tests.support.openai_server import ScriptedOpenAI
 
-pytest_plugins = ["tests.support.backends"]  # the store fixture, once per backend
+pytest_plugins = [
+    "tests.support.backends",  # the store fixture, once per backend
+    "tests.support.jupyterlab",  # the browser fixture (Debian's chromium, per test module)
+]
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"

@@ -24,8 +24,6 @@ from tests.conftest import EXAMPLES, ROOT
 from tests.support.jupyterlab import (
     JupyterLab,
     LabPage,
-    chromium,
-    require_browser,
     write_notebook,
 )
 
@@ -56,13 +54,6 @@ STATE_JS = """(i) => {
         output: text('.jp-OutputArea') || '',
     };
 }"""
-
-
-@pytest.fixture(scope="module")
-def browser() -> Any:
-    require_browser()  # no chromium or no Playwright: skipped here, a failure under CI=true
-    with chromium() as browser:
-        yield browser
 
 
 def state(page: LabPage, cell: int) -> dict[str, Any]:

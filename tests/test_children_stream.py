@@ -29,7 +29,7 @@ from nearnb.view import RunInfo
 from nearnb.view.sink import RecordingSink
 from nearnb.view.testing import recording_comms
 from nearnb.view.widget import WidgetRenderer
-from tests.agent_helpers import make_agent
+from tests.agent_helpers import STREAM_AGENT, TALKER_AGENT, TOOL_AGENT, make_agent
 from tests.support.hub import running_hub
 from tests.support.openai_server import Reply, ScriptedOpenAI
 from tests.support.waiting import wait_until
@@ -37,21 +37,6 @@ from tests.support.waiting import wait_until
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 TOKEN = "t0ken-for-children"
-STREAM = "env.add_reply(env.completion(env.list_messages(), stream=True))\n"
-TOOLER = '''
-def add(a: int, b: int) -> int:
-    """Add two numbers.
-    a: the first number
-    b: the second number
-    """
-    return a + b
-
-env.get_tool_registry().register_tool(add)
-env.completion_and_run_tools(
-    [{"role": "user", "content": "add"}],
-    tools=env.get_tool_registry().get_all_tool_definitions(),
-)
-'''
 BOSS = (
     "with env.stream_reply() as w:\n"
     "    w.write('Starting. ')\n"
@@ -60,7 +45,6 @@ BOSS = (
     "env.run_agent('tooler', query='add')\n"
     "env.add_reply('talker said: ' + env.list_messages(thread_id=talk)[-1]['content'])\n"
 )
-TALKER = STREAM + "env.run_agent('leaf', query='deeper')\n"
 
 
 def script_tree(srv: ScriptedOpenAI, delay: float = 0.0) -> None:
@@ -73,9 +57,9 @@ def script_tree(srv: ScriptedOpenAI, delay: float = 0.0) -> None:
 @pytest.fixture
 def agents(tmp_path: Path) -> Path:
     folder = tmp_path / "agents"
-    make_agent(folder / "leaf", STREAM)
-    make_agent(folder / "talker", TALKER)
-    make_agent(folder / "tooler", TOOLER)
+    make_agent(folder / "leaf", STREAM_AGENT)
+    make_agent(folder / "talker", TALKER_AGENT)
+    make_agent(folder / "tooler", TOOL_AGENT)
     make_agent(folder / "boss", BOSS)
     return folder
 

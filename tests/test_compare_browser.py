@@ -18,7 +18,7 @@ import pytest
 
 from tests.agent_helpers import make_agent
 from tests.conftest import ROOT
-from tests.support.jupyterlab import JupyterLab, LabPage, chromium, require_browser, write_notebook
+from tests.support.jupyterlab import JupyterLab, LabPage, write_notebook
 from tests.support.openai_server import Reply, ScriptedOpenAI
 
 pytestmark = pytest.mark.browser
@@ -39,13 +39,6 @@ COLUMNS_JS = """(i) => {
         output: (cell.querySelector('.jp-OutputArea') || {}).textContent || '',
     };
 }"""
-
-
-@pytest.fixture(scope="module")
-def browser() -> Any:
-    require_browser()  # no chromium or no Playwright: skipped here, a failure under CI=true
-    with chromium() as browser:
-        yield browser
 
 
 def test_two_columns_stream_at_once_and_leave_both_answers(

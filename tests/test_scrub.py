@@ -29,25 +29,10 @@ from nearnb.view.present import RunInfo, present
 from nearnb.view.scrubber import Scrubber, next_cut, shown
 from nearnb.view.testing import click, recording_comms
 from nearnb.view.timeline import Timeline
-from tests.agent_helpers import make_agent
+from tests.agent_helpers import STREAM_AGENT, TALKER_AGENT, TOOL_AGENT, make_agent
 from tests.support.hub import running_hub
 from tests.support.openai_server import Reply, ScriptedOpenAI
 
-STREAM = "env.add_reply(env.completion(env.list_messages(), stream=True))\n"
-TOOLER = '''
-def add(a: int, b: int) -> int:
-    """Add two numbers.
-    a: the first number
-    b: the second number
-    """
-    return a + b
-
-env.get_tool_registry().register_tool(add)
-env.completion_and_run_tools(
-    [{"role": "user", "content": "add"}],
-    tools=env.get_tool_registry().get_all_tool_definitions(),
-)
-'''
 BOSS = (
     "with env.stream_reply() as w:\n"
     "    w.write('Starting. ')\n"
@@ -56,16 +41,15 @@ BOSS = (
     "env.run_agent('tooler', query='add')\n"
     "env.add_reply(env.completion(env.list_messages(), stream=True))\n"
 )
-TALKER = STREAM + "env.run_agent('leaf', query='deeper')\n"
 LONG = "Para one is here.\n\n" * 160  # ~3,000 chars: cut into frozen blocks
 
 
 @pytest.fixture
 def agents(tmp_path: Path) -> Path:
     folder = tmp_path / "agents"
-    make_agent(folder / "leaf", STREAM)
-    make_agent(folder / "talker", TALKER)
-    make_agent(folder / "tooler", TOOLER)
+    make_agent(folder / "leaf", STREAM_AGENT)
+    make_agent(folder / "talker", TALKER_AGENT)
+    make_agent(folder / "tooler", TOOL_AGENT)
     make_agent(folder / "boss", BOSS)
     return folder
 

@@ -21,7 +21,7 @@ import pytest
 from nearnb.runs import run_agent
 from tests.agent_helpers import make_agent
 from tests.conftest import ROOT
-from tests.support.jupyterlab import JupyterLab, LabPage, chromium, require_browser, write_notebook
+from tests.support.jupyterlab import JupyterLab, LabPage, write_notebook
 from tests.support.openai_server import Reply, ScriptedOpenAI
 
 pytestmark = pytest.mark.browser
@@ -46,13 +46,6 @@ STATE_JS = """(i) => {
         output: text('.jp-OutputArea') || '',
     };
 }"""
-
-
-@pytest.fixture(scope="module")
-def browser() -> Any:
-    require_browser()  # no chromium or no Playwright: skipped here, a failure under CI=true
-    with chromium() as browser:
-        yield browser
 
 
 def position(label: str | None) -> int | None:

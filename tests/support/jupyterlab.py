@@ -188,6 +188,14 @@ class JupyterLab:
         self.stop()
 
 
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Debian's chromium for one test module (a plugin fixture: tests/conftest.py)."""
+    require_browser()  # no chromium or no Playwright: skipped here, a failure under CI=true
+    with chromium() as launched:
+        yield launched
+
+
 @contextmanager
 def chromium() -> Iterator[Any]:
     """Debian's chromium, headless, through Playwright's bundled driver."""

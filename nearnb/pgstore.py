@@ -63,12 +63,14 @@ _PG_TYPES = {
 #: Taken while creating the schema (``pg_advisory_xact_lock``): any fixed number will do.
 _SCHEMA_LOCK = 0x6E6561726E62  # "nearnb"
 
-#: Idle connections kept for reuse; more are opened under load and closed after.
-POOL_KEEP = 8
-
 #: Connections one store holds at most (``$NEARNB_DATABASE_POOL``): a hub's thread pool
 #: and many runs must not exhaust the server's ``max_connections`` (100 by default)
 #: when several hubs and kernels share it. A caller beyond it waits up to POOL_WAIT s.
+#: Every connection opened is kept for reuse: a PostgreSQL connection is a forked
+#: server process, tens of ms to open, and keeping fewer than the peak (it was 8)
+#: made 20 concurrent runs close and reopen connections, commit after commit: the
+#: first events of a burst of runs then took 90-150 ms to reach a subscriber
+#: (bench_scale), where they take under 10 ms from a warm pool.
 POOL_MAX_ENV = "NEARNB_DATABASE_POOL"
 DEFAULT_POOL_MAX = 16
 POOL_WAIT = 60.0
@@ -210,7 +212,7 @@ class PgStore(BaseStore):
                 conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
             )
             with self._lock:
-                if reusable and not self._closed and len(self._idle) < POOL_KEEP:
+                if reusable and not self._closed and len(self._idle) < self.pool_max:
                     self._idle.append((conn, time.monotonic()))
                     conn = None
             if conn is not None:

@@ -2,33 +2,42 @@
 
 Each configuration runs the same workload in real processes:
 
-* a **producer** process (standing in for kernels) executes ``--runs`` concurrent runs
-  (``nearnb.runs.start_run``) that stream ``--deltas`` chunks at ``--rate`` chunks/s each
-  from a scripted OpenAI-compatible server inside it; the content is held back until every
-  subscriber is connected;
+* **producers**: ``--producers`` processes (standing in for kernels; default 4) execute
+  ``--runs`` concurrent runs between them (``nearnb.runs.start_run``), each streaming about
+  ``--deltas`` chunks at ``--rate`` chunks/s from a scripted OpenAI-compatible server inside
+  its process. The content is held back until every subscriber is connected; then each run
+  starts at its own phase within one chunk interval, and run lengths differ by up to a fifth,
+  as independent runs would. ``--lockstep`` gives the worst case instead: every run the same
+  length and every chunk of every run at the same instants. Each producer first does one
+  untimed warm-up run (first-use imports and schemas);
 * ``--hubs`` hub processes (``python -m nearnb.hub``) on their own ports;
-* ``--subscribers`` SSE subscribers (asyncio + httpx, one client process: this one), spread
-  round-robin over the hubs and the runs, each reading with ``?timing=1``.
+* ``--subscribers`` SSE subscribers, spread round-robin over the hubs and the runs, each
+  reading with ``?timing=1``, all in one client process (this one). They read with
+  httptools' parser on asyncio transports, not httpx: httpx's async stack costs about 45 us
+  of CPU per frame, a whole core at 20,000 frames/s, and the figures would then measure
+  this process's own backlog. Its garbage collector is off while it measures, for the same
+  reason.
 
 Measured for every (subscriber, event) pair emitted after the content was released: the delay
 from the producer's emit time to this process having read the frame (p50/p99); checked for
 every subscriber: exactly the run's events ``1..N``, none lost, none twice. Also: the CPU
-seconds each hub process spent (from ``/proc``), and a cancel's time from the
-``POST .../cancel`` on a hub to the ``thread.run.cancelled`` frame on a subscriber of another
-(median of ``--cancels`` runs executing in another process).
+seconds each hub process spent (from ``/proc``), this process's and the producers', and a
+cancel's time from the ``POST .../cancel`` on a hub to the ``thread.run.cancelled`` frame on a
+subscriber of another (median of ``--cancels`` runs executing in another process).
 
 Configurations: ``sqlite x1`` (the default set-up), ``postgres+redis x1``, ``postgres+redis
 x{hubs}``; the cost per extra hub is the difference in hub CPU seconds (and in p99) between
 the last two, divided by the extra hubs. Target: p99 < 100 ms, 0 lost.
 
 Run: ``python bench/bench_scale.py [--hubs 4] [--runs 20] [--subscribers 1000] [--deltas 100]
-[--rate 20] [--cancels 5]`` (about two minutes on 2 cores).
+[--rate 20] [--cancels 5] [--producers 4] [--lockstep]`` (about two minutes on 2 cores).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import statistics
@@ -39,6 +48,7 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -46,80 +56,164 @@ sys.path.insert(0, str(ROOT))
 TIMING = '"nearnb_at":'
 AGENT = "env.add_reply(env.completion(env.list_messages(), stream=True))\n"
 PRODUCER = """
-import json, os, sys, threading
+import json, os, sys, threading, time
 sys.path.insert(0, sys.argv[1])
 from tests.agent_helpers import make_agent
 from tests.support.openai_server import Reply, ScriptedOpenAI
 from nearnb.runs import start_run
 runs, deltas, rate = int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5])
-gate = threading.Event()
+lockstep, first, total = sys.argv[7] == "1", int(sys.argv[8]), int(sys.argv[9])
+gates = [threading.Event() for _ in range(runs)]
 with ScriptedOpenAI() as srv:
     os.environ["NEARNB_PROVIDER_SCRIPTED_BASE_URL"] = srv.base_url
     os.environ["NEARNB_PROVIDER_SCRIPTED_API_KEY"] = "sk-bench"
-    for _ in range(runs):
-        srv.script(Reply.text(*[f"w{i} " for i in range(deltas)], delay=1 / rate, gate=gate))
+    srv.script(Reply.text("warm", "up"))  # first-use costs (imports, schemas) paid untimed
+    for j, gate in enumerate(gates):  # lengths differ by up to a fifth, unless in lockstep
+        n = deltas if lockstep else deltas + (first + j) * deltas // (5 * total)
+        srv.script(Reply.text(*[f"w{i} " for i in range(n)], delay=1 / rate, gate=gate))
     agent = make_agent(__import__("pathlib").Path(sys.argv[2]), sys.argv[6])
+    assert start_run(agent, "warm-up").wait().status == "completed"
     handles = [start_run(agent, "go") for _ in range(runs)]
     print(json.dumps([[h.thread_id, h.run_id] for h in handles]), flush=True)
     sys.stdin.readline()
-    gate.set()
-    print(json.dumps([h.wait().status for h in handles]), flush=True)
+    start = time.monotonic()
+    for j, gate in enumerate(gates):  # in lockstep, or each run at its own phase
+        if not lockstep:
+            time.sleep(max(0.0, start + (first + j) / total / rate - time.monotonic()))
+        gate.set()
+    statuses = [h.wait().status for h in handles]
+    print(json.dumps({"statuses": statuses, "cpu": time.process_time()}), flush=True)
 """
 
 
 # ------------------------------------------------------------------ subscribers
 
 
-async def _subscribe(client: Any, url: str, frames: list, ready: asyncio.Event, n: list) -> None:
-    async with client.stream("GET", url, params={"timing": "1"}) as response:
-        assert response.status_code == 200, (url, response.status_code)
-        buffer = ""
-        async for text in response.aiter_text():
-            received = time.time()
-            buffer += text
-            *complete, buffer = buffer.split("\n\n")
-            for frame in complete:
-                seq = at = None
-                name = ""
-                for line in frame.split("\n"):
-                    if line.startswith("id: "):
-                        seq = int(line[4:])
-                    elif line.startswith("event: "):
-                        name = line[7:]
-                    elif line.startswith("data: ") and (i := line.rfind(TIMING)) > 0:
-                        at = float(line[i + len(TIMING) : -1])
-                if seq is None:
-                    continue
-                if not frames:
-                    n[0] += 1
-                    if n[0] == n[1]:
-                        ready.set()
-                frames.append((seq, at, received, name))
-                if name == "done":
-                    return
+class _Subscriber(asyncio.Protocol):
+    """One SSE subscriber: httptools' HTTP/1.1 parser on an asyncio transport.
+
+    Not httpx: its async stack (httpcore, h11, anyio, timeouts, flow control)
+    costs about 45 us of CPU per frame, so 1,000 subscribers reading 20,000
+    frames a second in this one process would take a whole core of the two the
+    hubs run on, and the figures would measure this process's backlog.
+    httptools (llhttp, uvicorn's parser) turns the bytes into body data, chunked
+    encoding undone; each frame's ``id:``, ``event:`` and ``nearnb_at`` are then
+    all the bench reads.
+    """
+
+    def __init__(self, request: bytes, frames: list, on_first: Any) -> None:
+        import httptools
+
+        self._parser = httptools.HttpResponseParser(self)
+        self._request = request
+        self.frames, self._on_first = frames, on_first
+        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._buffer = ""
+        self._received = 0.0
+
+    # asyncio.Protocol
+    def connection_made(self, transport: Any) -> None:
+        self._transport = transport
+        transport.write(self._request)
+
+    def data_received(self, data: bytes) -> None:
+        self._received = time.time()
+        self._parser.feed_data(data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._finish(exc)
+
+    # httptools callbacks
+    def on_headers_complete(self) -> None:
+        status = self._parser.get_status_code()
+        if status != 200:
+            self._finish(AssertionError(f"HTTP {status}"))
+
+    def on_body(self, body: bytes) -> None:
+        self._feed(body.decode())
+
+    def on_message_complete(self) -> None:
+        self._finish(None)
+
+    def _finish(self, exc: BaseException | None) -> None:
+        if not self.done.done():
+            self.done.set_exception(exc) if exc else self.done.set_result(None)
+        self._transport.close()
+
+    def _feed(self, text: str) -> None:
+        self._buffer += text
+        *complete, self._buffer = self._buffer.split("\n\n")
+        for frame in complete:
+            seq = at = None
+            name = ""
+            for line in frame.split("\n"):
+                if line.startswith("id: "):
+                    seq = int(line[4:])
+                elif line.startswith("event: "):
+                    name = line[7:]
+                elif line.startswith("data: ") and (i := line.rfind(TIMING)) > 0:
+                    at = float(line[i + len(TIMING) : -1])
+            if seq is None:
+                continue
+            if not self.frames:
+                self._on_first()
+            self.frames.append((seq, at, self._received, name))
+            if name == "done":
+                self._finish(None)
+
+
+async def _subscribe(url: str, frames: list, on_first: Any) -> None:
+    parts = urlsplit(url)
+    request = (
+        f"GET {parts.path}?timing=1 HTTP/1.1\r\nHost: {parts.netloc}\r\n"
+        "Accept: text/event-stream\r\n\r\n"
+    ).encode()
+    loop = asyncio.get_running_loop()
+    _, reader = await loop.create_connection(
+        lambda: _Subscriber(request, frames, on_first), parts.hostname, parts.port
+    )
+    await reader.done
 
 
 async def _fan_out(urls: list[str], go: Any) -> tuple[list[list], float]:
-    import httpx
-
-    limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
     frames: list[list] = [[] for _ in urls]
     ready = asyncio.Event()
-    count = [0, len(urls)]
-    async with httpx.AsyncClient(timeout=httpx.Timeout(30, read=300), limits=limits) as client:
-        tasks = []
-        for i, url in enumerate(urls):
-            tasks.append(asyncio.create_task(_subscribe(client, url, frames[i], ready, count)))
-            if i % 50 == 49:
-                await asyncio.sleep(0.05)  # connect in waves: listen backlogs are 128
-        await asyncio.wait_for(ready.wait(), 120)
+    count = [0]
+
+    def on_first() -> None:
+        count[0] += 1
+        if count[0] == len(urls):
+            ready.set()
+
+    tasks = []
+    for i, url in enumerate(urls):
+        tasks.append(asyncio.create_task(_subscribe(url, frames[i], on_first)))
+        if i % 50 == 49:
+            await asyncio.sleep(0.05)  # connect in waves: listen backlogs are 128
+    await asyncio.wait_for(ready.wait(), 120)
+    # This process only measures: a collection of its 100,000 frame records would stall
+    # every subscriber's reads at once and show up as hub latency.
+    gc.collect()
+    gc.disable()
+    try:
         released = time.time()
         go()
         await asyncio.gather(*tasks)
+    finally:
+        gc.enable()
     return frames, released
 
 
 # ------------------------------------------------------------------ processes
+
+
+def _run(main: Any) -> Any:
+    """``asyncio.run(main)``, on uvloop when installed (the hub's loop too): cheaper reads."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(main)
+    return uvloop.run(main)
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -132,26 +226,43 @@ def _pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
 
 
+def _producers(args: argparse.Namespace, tmp: Path) -> list[subprocess.Popen[str]]:
+    """``--producers`` processes sharing ``--runs`` runs, each run at its own phase."""
+    n = max(1, min(args.producers, args.runs))
+    shares = [args.runs // n + (k < args.runs % n) for k in range(n)]
+    procs = []
+    for k, share in enumerate(shares):
+        procs.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-c",
+                    PRODUCER,
+                    str(ROOT),
+                    str(tmp / f"agent-{time.monotonic_ns()}"),
+                    str(share),
+                    str(args.deltas),
+                    str(args.rate),
+                    AGENT,
+                    "1" if args.lockstep else "0",
+                    str(sum(shares[:k])),
+                    str(args.runs),
+                ],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+                env={**os.environ, "PYTHONPATH": str(ROOT)},
+            )
+        )
+    return procs
+
+
 def _workload(args: argparse.Namespace, hubs: list[Any], tmp: Path) -> dict[str, Any]:
-    producer = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            PRODUCER,
-            str(ROOT),
-            str(tmp / f"agent-{time.monotonic_ns()}"),
-            str(args.runs),
-            str(args.deltas),
-            str(args.rate),
-            AGENT,
-        ],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
-    assert producer.stdin is not None and producer.stdout is not None
-    runs = json.loads(producer.stdout.readline())
+    producers = _producers(args, tmp)
+    runs = []
+    for producer in producers:
+        assert producer.stdout is not None
+        runs += json.loads(producer.stdout.readline())
     urls = [
         f"{hubs[i % len(hubs)].url}/v1/threads/{runs[i % len(runs)][0]}/stream/"
         f"{runs[i % len(runs)][1]}"
@@ -160,15 +271,22 @@ def _workload(args: argparse.Namespace, hubs: list[Any], tmp: Path) -> dict[str,
     cpu0 = [_cpu_seconds(h.proc.pid) for h in hubs]
 
     def go() -> None:
-        producer.stdin.write("go\n")  # type: ignore[union-attr]
-        producer.stdin.flush()  # type: ignore[union-attr]
+        for producer in producers:
+            assert producer.stdin is not None
+            producer.stdin.write("go\n")
+            producer.stdin.flush()
 
     cpu_start, wall_start = time.process_time(), time.monotonic()
-    frames, released = asyncio.run(_fan_out(urls, go))
+    frames, released = _run(_fan_out(urls, go))
     client_cpu = time.process_time() - cpu_start
     wall = time.monotonic() - wall_start
-    statuses = json.loads(producer.stdout.readline())
-    producer.wait(60)
+    statuses, producer_cpu = [], 0.0
+    for producer in producers:
+        assert producer.stdout is not None
+        end = json.loads(producer.stdout.readline())
+        statuses += end["statuses"]
+        producer_cpu += end["cpu"]
+        producer.wait(60)
     cpu = [_cpu_seconds(h.proc.pid) - c for h, c in zip(hubs, cpu0, strict=True)]
     delays, lost, twice = [], 0, 0
     for got in frames:
@@ -188,6 +306,8 @@ def _workload(args: argparse.Namespace, hubs: list[Any], tmp: Path) -> dict[str,
         "hub_cpu": sum(cpu),
         # this process reads every frame: with the hubs it shows how busy the 2 cores were
         "client_cpu": client_cpu,
+        # the runs' processes, from their start (warm-up and run set-up included)
+        "producer_cpu": producer_cpu,
         "wall": wall,
     }
 
@@ -262,16 +382,32 @@ def main() -> int:
     parser.add_argument("--deltas", type=int, default=100)
     parser.add_argument("--rate", type=float, default=20.0, help="chunks per second per run")
     parser.add_argument("--cancels", type=int, default=5)
+    parser.add_argument(
+        "--producers",
+        type=int,
+        default=4,
+        help="processes the runs execute in (kernels are processes; one GIL for all 20 "
+        "runs would make every run's end wait on the others')",
+    )
+    parser.add_argument(
+        "--lockstep",
+        action="store_true",
+        help="every run the same length, its chunks released at the same instants as "
+        "the others' (the worst case), not at phases spread over one chunk interval "
+        "with lengths up to a fifth longer",
+    )
     args = parser.parse_args()
     configs = [("sqlite", 1), ("postgres+redis", 1), ("postgres+redis", args.hubs)]
     print(
-        f"{args.runs} runs x {args.deltas} deltas at {args.rate:g}/s, "
-        f"{args.subscribers} subscribers; 2-core machine: everything shares it"
+        f"{args.runs} runs x {args.deltas} deltas at {args.rate:g}/s "
+        f"({'lockstep' if args.lockstep else 'own phases, lengths up to +20%'}) in "
+        f"{args.producers} processes, {args.subscribers} subscribers; "
+        "2-core machine: everything shares it"
     )
     print(
         f"{'backend':<16}{'hubs':>5}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}{'pairs':>9}"
         f"{'lost':>6}{'twice':>6}{'runs ok':>8}{'hub cpu s':>10}{'client cpu s':>13}"
-        f"{'wall s':>8}{'cancel ms':>10}"
+        f"{'runs cpu s':>11}{'wall s':>8}{'cancel ms':>10}"
     )
     results = {}
     bad = False
@@ -284,7 +420,7 @@ def main() -> int:
         print(
             f"{kind:<16}{n:>5}{f['p50']:>9.1f}{f['p99']:>9.1f}{f['max']:>9.1f}{f['pairs']:>9}"
             f"{f['lost']:>6}{f['twice']:>6}{f['completed']:>8}{f['hub_cpu']:>10.1f}"
-            f"{f['client_cpu']:>13.1f}{f['wall']:>8.1f}{cancel:>10}",
+            f"{f['client_cpu']:>13.1f}{f['producer_cpu']:>11.1f}{f['wall']:>8.1f}{cancel:>10}",
             flush=True,
         )
     if args.hubs > 1:

@@ -9,13 +9,18 @@ and where the thread stood when the run began, which export needs and the
 store's run row does not hold.
 
 Cost on the agent's hot path, per chunk: for an HTTP stream, keeping the
-chunk's JSON text exactly as it came over the wire (the transport has it; a
-list append); for other sources, one pydantic-core serialisation (~4-7 us).
-The call's row is written in one transaction when the stream ends. Measured
-with bench_pipeline's run, serialising every chunk cost the run 1.3-1.5x
-(the serialiser's own time, amplified by the run's other threads), and
+chunk's JSON text exactly as it came over the wire (the transport has it and
+appends it to a list: :meth:`~nearnb.providers.openai_compat.SSEChunkStream.observe`,
+so the stream is not wrapped at all); for other sources, a wrapper and one
+pydantic-core serialisation (~4-7 us). The call's row is written in one
+transaction when the stream ends, an HTTP stream's chunks with their common
+shape written once (:mod:`nearnb.wirepack`: 10.7 MB for 50,000 chunks
+became under 1 MB, and the write most of recording's cost went with it).
+Measured with bench_pipeline's run, serialising every chunk cost the run
+1.3-1.5x (the serialiser's own time, amplified by the run's other threads),
 keeping chunk objects to serialise later cost as much (a few hundred live
-chunk objects slow every garbage collection); the wire text costs neither.
+chunk objects slow every garbage collection), and even a wrapper that only
+passes chunks on cost a tenth.
 ``NEARNB_RECORD=0`` turns recording off.
 
 :class:`Recorder` belongs to one run's :class:`~nearnb.modelchoice.ModelChoice`,
@@ -34,7 +39,7 @@ from collections.abc import Iterator
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from . import replayfile
+from . import replayfile, wirepack
 from .store import Store
 
 if TYPE_CHECKING:
@@ -57,30 +62,6 @@ def chunk_json(obj: Any) -> bytes:
     except Exception:  # a leniently constructed object the schema cannot serialise
         data = obj.model_dump(mode="json", exclude_unset=True, warnings=False)
         return json.dumps(data, default=str, ensure_ascii=False).encode()
-
-
-def _tap_wire_json(stream: Any, parts: list[Any]) -> bool:
-    """Have an HTTP chunk stream hand each chunk's wire JSON to ``parts``; False if it cannot.
-
-    :class:`~nearnb.providers.openai_compat.SSEChunkStream` turns each SSE data
-    field into a chunk in ``_dispatch(text)``; wrapping that method on this one
-    instance keeps ``text`` for every data field that became a chunk (not
-    ``[DONE]``, not an error event). A transport without it is serialised instead.
-    """
-    from .providers.openai_compat import SSEChunkStream
-
-    dispatch = getattr(stream, "_dispatch", None)
-    if not isinstance(stream, SSEChunkStream) or not callable(dispatch):
-        return False
-    append = parts.append
-
-    def keep(text: str) -> Any:
-        chunk = dispatch(text)
-        append(text)
-        return chunk
-
-    stream._dispatch = keep  # type: ignore[method-assign]
-    return True
 
 
 class Recorder:
@@ -241,16 +222,22 @@ class RecordingProvider:
         self._recorder.save(n, request, _response(None, body, "done", None))
         return completion
 
-    def stream(
-        self, messages: list[dict[str, Any]], *, model: str, **params: Any
-    ) -> RecordingStream:
+    def stream(self, messages: list[dict[str, Any]], *, model: str, **params: Any) -> ChunkStream:
         n, request = self._request("stream", messages, model, params)
         try:
             chunks = self._inner.stream(messages, model=model, **params)
         except BaseException as exc:
             self._recorder.save(n, request, _response("[]", None, "error", exc))
             raise
-        return RecordingStream(chunks, self._recorder, n, request)
+        observe = getattr(chunks, "observe", None)
+        if observe is None:
+            return RecordingStream(chunks, self._recorder, n, request)
+
+        def save(texts: list[str], reason: str, error: BaseException | None) -> None:
+            self._recorder.save(n, request, _response(wirepack.pack(texts), None, reason, error))
+
+        observe(save)  # an HTTP stream keeps its wire text itself: no wrapper per chunk
+        return chunks
 
 
 def _response(chunks: str | None, completion: str | None, reason: str, error: Any) -> str:
@@ -282,8 +269,7 @@ class RecordingStream:
         self._n = n
         self._request = request
         # Text or bytes, never chunk objects: the garbage collector does not scan strings.
-        self._parts: list[Any] = []
-        self._raw = _tap_wire_json(inner, self._parts)
+        self._parts: list[bytes] = []
         self._saved = False
         self._interrupted = False
 
@@ -300,8 +286,7 @@ class RecordingStream:
         except BaseException as exc:
             self._finish("error", exc)
             raise
-        if not self._raw:
-            self._parts.append(chunk_json(chunk))
+        self._parts.append(chunk_json(chunk))
         return chunk
 
     def close(self) -> None:
@@ -329,8 +314,7 @@ class RecordingStream:
         if self._saved:
             return
         self._saved = True
-        parts = self._parts
-        chunks = "[" + (",".join(parts) if self._raw else b",".join(parts).decode()) + "]"
+        chunks = "[" + b",".join(self._parts).decode() + "]"
         self._parts = []
         self._recorder.save(self._n, self._request, _response(chunks, None, reason, error))
 
@@ -351,5 +335,8 @@ def recorded_calls(
         if n == 0:
             header = json.loads(request)
         else:
-            calls.append((n, json.loads(request), json.loads(response) if response else None))
+            loaded = json.loads(response) if response else None
+            if loaded is not None and isinstance(loaded.get("chunks"), dict):
+                loaded["chunks"] = wirepack.unpack(loaded["chunks"])
+            calls.append((n, json.loads(request), loaded))
     return header, calls

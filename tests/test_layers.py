@@ -20,6 +20,7 @@ CORE_LAYERS: list[set[str]] = [
         "nearnb.tools",
         "nearnb.tool_text",
         "nearnb.near_models",
+        "nearnb.wirepack",
     },
     {
         "nearnb.sinks",

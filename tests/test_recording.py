@@ -76,6 +76,20 @@ def test_http_chunks_are_kept_as_the_wire_sent_them(srv: ScriptedOpenAI, tmp_pat
     assert list(chunk)[:5] == ["id", "object", "created", "model", "choices"]
 
 
+def test_a_stream_that_breaks_is_kept_up_to_the_break(srv: ScriptedOpenAI, tmp_path: Path) -> None:
+    srv.script(Reply.text("Know ", "thy", "self.", drop_after=2))
+    agent = make_agent(
+        tmp_path / "drop", "env.add_reply(env.completion(env.list_messages(), stream=True))\n"
+    )
+    result = run_agent(agent, "go")
+    assert result.status == "failed", result.status
+    _, [(_, _, response)] = recorded_calls(default_store(), result.run_id)
+    assert response is not None and response["reason"] == "error"
+    assert "stream from provider 'scripted'" in response["error"]
+    deltas = [c["choices"][0]["delta"] for c in response["chunks"] if c["choices"]]
+    assert "".join(d.get("content") or "" for d in deltas) == "Know thy"
+
+
 def test_a_non_streamed_completion_and_its_parameters_are_kept(
     srv: ScriptedOpenAI, tmp_path: Path
 ) -> None:

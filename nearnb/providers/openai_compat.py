@@ -24,7 +24,7 @@ import json
 import socket
 import threading
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 from urllib.parse import urlsplit, urlunsplit
 
 from .base import ProviderError
@@ -257,6 +257,24 @@ class SSEChunkStream:
         self._closed = False
         self._finished = False  # saw a finish_reason
         self.chunks = 0  # chunks yielded so far
+        self._wire: list[str] | None = None  # each chunk's data text, when observed
+        self._on_end: Callable[[list[str], str, BaseException | None], None] | None = None
+
+    def observe(self, on_end: Callable[[list[str], str, BaseException | None], None]) -> None:
+        """Keep each chunk's JSON text as it came over the wire; at the end, once, call
+        ``on_end(texts, reason, error)``: reason ``done`` (the stream finished), ``error``
+        (it broke: ``error`` says how) or ``closed`` (the reader stopped it, or a cancel did).
+
+        What recording needs, here and not in a wrapper: a wrapper's call per chunk cost a
+        run of 50,000 chunks about a tenth of its time (bench_pipeline).
+        """
+        self._wire, self._on_end = [], on_end
+
+    def _end(self, reason: str, error: BaseException | None = None) -> None:
+        on_end, self._on_end = self._on_end, None
+        if on_end is not None:
+            wire, self._wire = self._wire or [], None
+            on_end(wire, reason, error)
 
     def __iter__(self) -> SSEChunkStream:
         return self
@@ -268,6 +286,10 @@ class SSEChunkStream:
         self.close()
 
     def close(self) -> None:
+        self._end("closed")  # the reader's close; the stream's own ends are recorded first
+        self._shut()
+
+    def _shut(self) -> None:
         if not self._closed:
             self._closed = True
             try:
@@ -305,31 +327,39 @@ class SSEChunkStream:
         if broken:  # raised outside the except: no exception chain that could hold a key
             if self._closed:  # closed from another thread while reading
                 raise StopIteration
-            self.close()
-            raise ProviderError(
+            self._fail(
                 f"stream from provider {self._provider!r} broke after {self.chunks} chunks: "
-                f"{self._redact(broken)[:300]}",
-                provider=self._provider,
+                f"{self._redact(broken)[:300]}"
             )
         if data is not None:
             try:
                 return self._dispatch(data)
-            except ProviderError:
-                self.close()
+            except ProviderError as exc:
+                self._shut()
+                self._end("error", exc)
                 raise
-        self.close()
         if not self._finished:
-            raise ProviderError(
+            if self._closed:  # interrupted from another thread: not the provider's doing
+                raise StopIteration
+            self._fail(
                 f"stream from provider {self._provider!r} ended after {self.chunks} chunks "
-                "without finishing (connection closed before [DONE])",
-                provider=self._provider,
+                "without finishing (connection closed before [DONE])"
             )
+        self._shut()
+        self._end("done")
         raise StopIteration
+
+    def _fail(self, message: str) -> NoReturn:
+        self._shut()
+        error = ProviderError(message, provider=self._provider)
+        self._end("error", error)
+        raise error
 
     def _dispatch(self, text: str) -> ChatCompletionChunk:
         if text.startswith("[DONE]"):
             self._finished = True
-            self.close()
+            self._shut()
+            self._end("done")
             raise StopIteration
         try:
             chunk = self._chunk_type.model_validate_json(text)
@@ -338,6 +368,9 @@ class SSEChunkStream:
         if chunk is None:  # outside the except: errors raised below carry no server payload
             chunk = self._lenient(text)
         self.chunks += 1
+        wire = self._wire
+        if wire is not None:
+            wire.append(text)
         choices = chunk.choices
         if choices and choices[0].finish_reason:
             self._finished = True

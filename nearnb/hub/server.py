@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import gc
 import ipaddress
 import logging
 import secrets
@@ -245,6 +246,11 @@ def serve(
         f"max body {hub.max_body} bytes; bus {hub.hub.bus.name}); Ctrl-C stops it",
         flush=True,
     )
+    # This process is the hub and nothing else: what it imported and built to get here
+    # lives as long as it does. Frozen, it is no longer scanned by every full collection;
+    # with 1,000 streams open, those took 110-260 ms, a pause every stream felt.
+    gc.collect()
+    gc.freeze()
     hub.serve()
 
 

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from nearnb.store import Store
 from tests.agent_helpers import make_agent
 from tests.support.openai_server import Reply, ScriptedOpenAI
 
@@ -90,3 +91,26 @@ def test_run_stream_follows_sub_agents(srv: ScriptedOpenAI, tmp_path: Path) -> N
     assert done.stdout.split() == ["parent", "words"]
     child_lines = [line for line in done.stderr.splitlines() if "│" in line]
     assert any("child words" in line for line in child_lines), done.stderr
+
+
+def test_a_reader_that_stops_reading_stops_the_printing_not_the_run(
+    srv: ScriptedOpenAI, tmp_path: Path
+) -> None:
+    """``nearnb run --stream | head``: no BrokenPipeError, and the run still ends stored whole."""
+    srv.script(Reply.text(*[f"w{i} " for i in range(200)], delay=0.005))
+    agent = make_agent(
+        tmp_path / "long", "env.add_reply(env.completion(env.list_messages(), stream=True))\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "nearnb.cli", "run", str(agent), "go", "--stream"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=dict(os.environ),
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    assert proc.stdout.read(3) == b"w0 "  # like `head -c 3`, then the reader goes away
+    proc.stdout.close()
+    stderr = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 0, stderr
+    assert "BrokenPipeError" not in stderr and "Traceback" not in stderr, stderr
+    assert Store().read("SELECT status FROM runs") == [("completed",)]  # stored whole

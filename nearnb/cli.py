@@ -10,11 +10,8 @@ lives in the library.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
-import os
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, TextIO
 
 from .agents import Agent, AgentError, load_agent
@@ -68,44 +65,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-class ReaderSafe:
-    """Standard output that a reader may stop reading (``nearnb run --stream | head``).
+def _stdout() -> TextIO:
+    """Standard output that a reader may stop reading (``| head``): see ``ReaderSafe``."""
+    from .view.terminal import ReaderSafe
 
-    The first ``BrokenPipeError`` stops the printing, not the run: the run goes
-    on to its end and is stored whole. File descriptor 1 then points at the
-    null device, so the interpreter's last flush of ``sys.stdout`` at exit does
-    not print a ``BrokenPipeError`` either.
-    """
-
-    def __init__(self, stream: TextIO) -> None:
-        self.stream = stream
-        self.broken = False
-
-    def write(self, text: str) -> int:
-        if not self.broken:
-            try:
-                return self.stream.write(text)
-            except BrokenPipeError:
-                self._reader_gone()
-        return len(text)
-
-    def writelines(self, lines: Iterable[str]) -> None:
-        for line in lines:
-            self.write(line)
-
-    def flush(self) -> None:
-        if not self.broken:
-            try:
-                self.stream.flush()
-            except BrokenPipeError:
-                self._reader_gone()
-
-    def _reader_gone(self) -> None:
-        self.broken = True
-        with contextlib.suppress(OSError, ValueError, io.UnsupportedOperation):
-            null = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(null, self.stream.fileno())
-            os.close(null)
+    return ReaderSafe(sys.stdout)  # type: ignore[return-value]
 
 
 def _run_once(
@@ -156,7 +120,7 @@ def _report_failure(result: RunResult) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    result = _run_once(args, args.message, args.thread, ReaderSafe(sys.stdout))  # type: ignore[arg-type]
+    result = _run_once(args, args.message, args.thread, _stdout())
     return _report_failure(result)
 
 
@@ -168,7 +132,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
         path = export_run(args.run_id, args.output)
         print(f"nearnb: wrote run {args.run_id} to {path}", file=sys.stderr)
     else:
-        ReaderSafe(sys.stdout).writelines(export_lines(default_store(), args.run_id))
+        _stdout().writelines(export_lines(default_store(), args.run_id))
     return 0
 
 
@@ -192,7 +156,7 @@ def _cmd_interactive(args: argparse.Namespace) -> int:
             return 0
         if not line.strip():
             continue
-        result = _run_once(args, line, thread_id, ReaderSafe(sys.stdout))  # type: ignore[arg-type]
+        result = _run_once(args, line, thread_id, _stdout())
         thread_id = result.thread_id
         if result.status != "completed":
             _report_failure(result)

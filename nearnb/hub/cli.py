@@ -120,9 +120,9 @@ def _cmd_attach(args: argparse.Namespace) -> int:
 
     renderer: Any = None
     try:
-        from ..view.terminal import TerminalRenderer
+        from ..view.terminal import ReaderSafe, TerminalRenderer
 
-        renderer = TerminalRenderer(stream=sys.stdout)
+        renderer = TerminalRenderer(stream=ReaderSafe(sys.stdout))  # type: ignore[arg-type]
     except ImportError:
         pass
     try:

@@ -14,8 +14,12 @@ Usage::
 
 from __future__ import annotations
 
+import contextlib
+import io
+import os
 import sys
 import threading
+from collections.abc import Iterable
 from typing import Any, TextIO
 
 from ..events import Event, delta_text
@@ -204,3 +208,43 @@ class Indented:
 
     def flush(self) -> None:
         self.stream.flush()
+
+
+class ReaderSafe:
+    """Standard output that a reader may stop reading (``nearnb run --stream | head``).
+
+    The first ``BrokenPipeError`` stops the printing, not the run: the run goes
+    on to its end and is stored whole. File descriptor 1 then points at the
+    null device, so the interpreter's last flush of ``sys.stdout`` at exit does
+    not print a ``BrokenPipeError`` either.
+    """
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.broken = False
+
+    def write(self, text: str) -> int:
+        if not self.broken:
+            try:
+                return self.stream.write(text)
+            except BrokenPipeError:
+                self._reader_gone()
+        return len(text)
+
+    def writelines(self, lines: Iterable[str]) -> None:
+        for line in lines:
+            self.write(line)
+
+    def flush(self) -> None:
+        if not self.broken:
+            try:
+                self.stream.flush()
+            except BrokenPipeError:
+                self._reader_gone()
+
+    def _reader_gone(self) -> None:
+        self.broken = True
+        with contextlib.suppress(OSError, ValueError, io.UnsupportedOperation):
+            null = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(null, self.stream.fileno())
+            os.close(null)

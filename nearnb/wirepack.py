@@ -57,10 +57,11 @@ def pack(texts: list[str]) -> str:
 
     Falls back to a plain JSON array of the chunks when no shape repeats.
     """
-    shapes = {s for t in texts[:3] if (s := _shape(t)) is not None}
     sample = texts[:_SAMPLE]
-    best = max(shapes, key=lambda s: sum(_fits(t, *s) for t in sample), default=None)
-    if best is None or sum(_fits(t, *best) for t in sample) < 2:
+    shapes = {s for t in texts[:3] if (s := _shape(t)) is not None}
+    fits = {shape: sum(_fits(t, *shape) for t in sample) for shape in shapes}
+    best = max(fits, key=fits.__getitem__, default=None)
+    if best is None or fits[best] < 2:
         return "[" + ",".join(texts) + "]"
     prefix, suffix = best
     head, tail = len(prefix), -len(suffix) if suffix else None

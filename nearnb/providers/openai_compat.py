@@ -335,9 +335,7 @@ class SSEChunkStream:
             try:
                 return self._dispatch(data)
             except ProviderError as exc:
-                self._shut()
-                self._end("error", exc)
-                raise
+                self._fail(exc)
         if not self._finished:
             if self._closed:  # interrupted from another thread: not the provider's doing
                 raise StopIteration
@@ -349,9 +347,11 @@ class SSEChunkStream:
         self._end("done")
         raise StopIteration
 
-    def _fail(self, message: str) -> NoReturn:
+    def _fail(self, error: str | ProviderError) -> NoReturn:
+        """End the stream as broken: recorded as ``error``, then raised."""
+        if isinstance(error, str):
+            error = ProviderError(error, provider=self._provider)
         self._shut()
-        error = ProviderError(message, provider=self._provider)
         self._end("error", error)
         raise error
 

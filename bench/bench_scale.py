@@ -57,7 +57,7 @@ sys.path.insert(0, str(ROOT))
 TIMING = '"nearnb_at":'
 AGENT = "env.add_reply(env.completion(env.list_messages(), stream=True))\n"
 PRODUCER = """
-import json, os, sys, threading, time
+import gc, json, os, sys, threading, time
 sys.path.insert(0, sys.argv[1])
 from tests.agent_helpers import make_agent
 from tests.support.openai_server import Reply, ScriptedOpenAI
@@ -79,8 +79,8 @@ with ScriptedOpenAI() as srv:
     assert [h.wait().status for h in warm] == ["completed"] * runs
     # As `nearnb hub` does: the imports of a long-lived process are not rescanned by every
     # full collection (one, 70-140 ms, otherwise fell just as the runs started).
-    __import__("gc").collect()
-    __import__("gc").freeze()
+    gc.collect()
+    gc.freeze()
     handles = [start_run(agent, "go") for _ in range(runs)]
     print(json.dumps([[h.thread_id, h.run_id] for h in handles]), flush=True)
     sys.stdin.readline()

@@ -147,6 +147,8 @@ def test_live_view_streams_finishes_and_stops(
             time.sleep(0.05)
         ended = time.monotonic() - clicked
         stopped = state(page, 3)
+        if acknowledged is None and stopped["badge"] == "cancelled":
+            acknowledged = ended  # it ended between two polls: acknowledged by then at the latest
         page.page.screenshot(path=str(ARTIFACTS / "stopped-view.png"))
         assert stopped["badge"] == "cancelled", stopped
         assert acknowledged is not None and acknowledged < 2.0, (acknowledged, ended)

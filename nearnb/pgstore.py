@@ -92,6 +92,7 @@ def _pool_max() -> int:
 
 
 @lru_cache(maxsize=1024)
+@lru_cache(maxsize=512)
 def translate(sql: str) -> str:
     """SQLite-flavoured SQL from the store code as PostgreSQL wants it."""
     return re.sub(r"\browid\b", "n", sql.replace("%", "%%").replace("?", "%s"))
@@ -237,5 +238,10 @@ class PgStore(BaseStore):
     def _query(self, sql: str, args: tuple = ()) -> list[tuple]:
         with self._connection() as conn, _mapped_errors():
             return conn.execute(translate(sql), tuple(args)).fetchall()
+
+    def _atomic(self, sql: str, args: list[object]) -> None:
+        # autocommit: one round trip, where BEGIN ... COMMIT takes three
+        with self._connection() as conn, _mapped_errors():
+            conn.execute(translate(sql), args)
 
     _for_update = " FOR UPDATE"

@@ -106,6 +106,10 @@ class Store(BaseStore):
         with self._lock:
             return self._db.execute(sql, args).fetchall()
 
+    def _atomic(self, sql: str, args: list[object]) -> None:
+        with self._lock:  # autocommit: the statement is its own transaction
+            self._db.execute(sql, args)
+
 
 def open_store(url: str | None = None, *, event_ttl: float | None = None) -> BaseStore:
     """The store of record a database URL names (default ``$NEARNB_DATABASE_URL``).

@@ -20,6 +20,7 @@ import os
 import sqlite3
 import time
 from contextlib import AbstractContextManager
+from functools import lru_cache
 from itertools import chain
 from pathlib import Path
 from typing import Literal
@@ -72,18 +73,30 @@ _INSERT_EVENTS = "INSERT INTO events (run_id, seq, event, data, thread_id, at) V
 #: Rows per INSERT: a fast run writes hundreds of events a batch, and one statement
 #: per row costs a statement step (and in sqlite3 a GIL release) per row.
 _ROWS_PER_INSERT = 50
-_INSERT_EVENT_ROWS = _INSERT_EVENTS + ", ".join(["(?, ?, ?, ?, ?, ?)"] * _ROWS_PER_INSERT)
+
+
+@lru_cache(maxsize=_ROWS_PER_INSERT)
+def _insert_events_sql(rows: int) -> str:
+    return _INSERT_EVENTS + ", ".join(["(?, ?, ?, ?, ?, ?)"] * rows)
+
+
+def _event_statements(events: list[Event]) -> list[tuple[str, list[object]]]:
+    """The INSERTs that append ``events``: one per :data:`_ROWS_PER_INSERT` rows, or fewer.
+
+    Not ``executemany``: psycopg runs it in pipeline mode, whose set-up and
+    sync cost more than the row itself in the common batch of one delta.
+    """
+    rows = event_rows(events)
+    statements = []
+    for start in range(0, len(rows), _ROWS_PER_INSERT):
+        part = rows[start : start + _ROWS_PER_INSERT]
+        statements.append((_insert_events_sql(len(part)), list(chain.from_iterable(part))))
+    return statements
 
 
 def _put_events(db: Connection, events: list[Event]) -> None:
-    rows = event_rows(events)
-    whole = len(rows) - len(rows) % _ROWS_PER_INSERT
-    for start in range(0, whole, _ROWS_PER_INSERT):
-        db.execute(
-            _INSERT_EVENT_ROWS, list(chain.from_iterable(rows[start : start + _ROWS_PER_INSERT]))
-        )
-    if whole < len(rows):
-        db.executemany(_INSERT_EVENTS + "(?, ?, ?, ?, ?, ?)", rows[whole:])
+    for sql, args in _event_statements(events):
+        db.execute(sql, args)
 
 
 def ttl_from_env(event_ttl: float | None) -> float:
@@ -110,6 +123,11 @@ class BaseStore:
     def _query(self, sql: str, args: tuple = ()) -> list[tuple]:
         """The rows of one read query."""
         raise NotImplementedError
+
+    def _atomic(self, sql: str, args: list[object]) -> None:
+        """One writing statement, atomic on its own: a backend may spare it BEGIN and COMMIT."""
+        with self._tx() as db:
+            db.execute(sql, args)
 
     def close(self) -> None:
         raise NotImplementedError
@@ -285,8 +303,13 @@ class BaseStore:
         """
         if not (events or runs or messages):
             return
+        statements = _event_statements(events)
+        if len(statements) == 1 and not (runs or messages):  # most batches: a delta or a few
+            self._atomic(*statements[0])
+            return
         with self._tx() as db:
-            _put_events(db, events)
+            for sql, args in statements:
+                db.execute(sql, args)
             for run in runs:
                 _put_run(db, run)
             for message in messages:

@@ -7,8 +7,11 @@ Layout, one run ``R`` (prefix ``nearnb``):
   (emit time). Ids map one-to-one to sequence numbers, so a ``Last-Event-ID``
   given to one hub means the same on every other, and an ``XADD`` of a number
   already there is refused by Redis itself (no duplicates, ever). The key
-  expires ``NEARNB_EVENT_TTL`` seconds after the last event (refreshed by
-  each publish), as the store's log does after the run ends.
+  expires ``NEARNB_EVENT_TTL`` seconds after the last event at the earliest,
+  as the store's log does after the run ends, and at most a quarter of that
+  (a minute at most) later: a publisher refreshes the lifetime to TTL + that
+  slack only when its last refresh is older than the slack, so a run's usual
+  batch, one delta, is one ``XADD`` and nothing else.
 * ``nearnb:run:R:cancel`` — who asked to cancel (``SET NX``, same lifetime).
 * ``nearnb:run:R:beat`` — ``owner<TAB>time`` of the last heartbeat.
 
@@ -24,9 +27,10 @@ with the hub's clock: machines must agree on the time within the TTL (NTP).
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
+import math
 import threading
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -34,13 +38,15 @@ import redis
 import redis.asyncio
 
 from .events import Event
+from .eventseq import event_rows
 
 log = logging.getLogger("nearnb.bus")
 
 Row = tuple[int, str, str, float]
-_compact_json = json.JSONEncoder(separators=(",", ":")).encode
 #: Most entries one read returns.
 READ_COUNT = 2000
+#: Most seconds a key's lifetime goes beyond the TTL (see the module docstring).
+MAX_EXPIRY_SLACK = 60.0
 
 
 def _redact(url: str) -> str:
@@ -66,6 +72,8 @@ class RedisBus:
         self.name = _redact(url)
         self.prefix = prefix
         self.ttl = max(1, int(event_ttl))
+        self._slack = min(MAX_EXPIRY_SLACK, self.ttl / 4)
+        self._refreshed: dict[str, float] = {}  # key -> monotonic time of its last EXPIRE
         self._redis = redis.Redis.from_url(url, decode_responses=True)
         self._async: dict[asyncio.AbstractEventLoop, Any] = {}
         self._lock = threading.Lock()
@@ -83,21 +91,40 @@ class RedisBus:
     # ------------------------------------------------------------------ events
 
     def publish(self, events: Sequence[Event]) -> None:
-        """``XADD`` each event as entry ``{seq}-0``, in one round trip; refresh the lifetime."""
+        """``XADD`` each event as entry ``{seq}-0``, in one round trip; keep the lifetime.
+
+        A number already there is a duplicate publish: harmless, and skipped.
+        """
         if not events:
             return
+        rows = event_rows(events)  # (run_id, seq, event, data JSON, thread_id, at)
+        now = time.monotonic()
+        stale = {
+            key
+            for key in {self.key(row[0]) for row in rows}
+            if now - self._refreshed.get(key, -math.inf) >= self._slack
+        }
+        if len(rows) == 1 and not stale:
+            run_id, seq, name, data, _, at = rows[0]
+            try:
+                self._redis.xadd(
+                    self.key(run_id), {"e": name, "d": data, "t": repr(at)}, id=f"{seq}-0"
+                )
+            except redis.ResponseError as exc:
+                if "equal or smaller" not in str(exc):
+                    raise
+            return
         pipe = self._redis.pipeline(transaction=False)
-        keys = set()
-        for event in events:
-            key = self.key(event.run_id)
-            keys.add(key)
-            fields = {"e": event.event, "d": _compact_json(event.data), "t": repr(event.at)}
-            pipe.xadd(key, fields, id=f"{event.seq}-0")
-        for key in keys:
-            pipe.expire(key, self.ttl)
+        for run_id, seq, name, data, _, at in rows:
+            pipe.xadd(self.key(run_id), {"e": name, "d": data, "t": repr(at)}, id=f"{seq}-0")
+        for key in stale:
+            pipe.expire(key, int(self.ttl + self._slack))
         for result in pipe.execute(raise_on_error=False):
             if isinstance(result, Exception) and "equal or smaller" not in str(result):
-                raise result  # a number already there is a duplicate publish: harmless
+                raise result
+        if len(self._refreshed) > 10_000:  # keys of runs long over: forget them
+            self._refreshed = {k: t for k, t in self._refreshed.items() if now - t < self._slack}
+        self._refreshed.update(dict.fromkeys(stale, now))
 
     def read(self, run_id: str, after: int = 0, limit: int | None = None) -> list[Row]:
         entries = self._redis.xrange(self.key(run_id), min=f"({after}-0", count=limit)

@@ -43,6 +43,7 @@ from typing import Any
 from .config import home
 from .dburl import POSTGRES_SCHEMES, DatabaseError, redact, scheme, scrub
 from .storebase import SCHEMA, BaseStore, IntegrityError, ttl_from_env
+from .storeschema import ADDED_COLUMNS
 
 try:
     import psycopg
@@ -153,6 +154,19 @@ class PgStore(BaseStore):
             for statement in SCHEMA.format(**_PG_TYPES).split(";"):
                 if statement.strip(" \n-"):
                     db.execute(statement)
+            for table, column, kind in ADDED_COLUMNS:  # a database of an older nearnb
+                # Looked up first: ALTER TABLE locks the table even when the column exists,
+                # and deadlocks with writers of a database already up to date.
+                have = db.execute(
+                    "SELECT 1 FROM information_schema.columns WHERE table_schema = "
+                    "current_schema() AND table_name = ? AND column_name = ?",
+                    (table, column),
+                ).fetchone()
+                if have is None:
+                    db.execute(
+                        f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column} "
+                        + kind.format(**_PG_TYPES)
+                    )
         self.expire_events()
 
     def __repr__(self) -> str:

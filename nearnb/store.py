@@ -38,6 +38,7 @@ from .storebase import (
     StoreError,
     ttl_from_env,
 )
+from .storeschema import ADDED_COLUMNS
 
 __all__ = [
     "DEFAULT_EVENT_TTL",
@@ -83,9 +84,24 @@ class Store(BaseStore):
         with self._lock:
             # executescript manages its own transaction
             self._db.executescript(SCHEMA.format(**_SQLITE_TYPES))
+            self._add_columns()
         # Housekeeping on open is enough: every kernel, CLI run and hub opens a store,
         # and an expired log only costs disk until then.
         self.expire_events()
+
+    def _add_columns(self) -> None:
+        """Bring a file written by an older nearnb up to :data:`ADDED_COLUMNS`."""
+        for table, column, kind in ADDED_COLUMNS:
+            have = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
+            if column in have:
+                continue
+            try:
+                self._db.execute(
+                    f"ALTER TABLE {table} ADD COLUMN {column} {kind.format(**_SQLITE_TYPES)}"
+                )
+            except sqlite3.OperationalError as exc:  # another process added it just now
+                if "duplicate column" not in str(exc):
+                    raise
 
     def close(self) -> None:
         with self._lock:

@@ -15,18 +15,17 @@ need, so what goes in is exactly what comes out.
 
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
 import time
 from contextlib import AbstractContextManager
 from functools import lru_cache
-from itertools import chain
+from itertools import chain, islice
 from pathlib import Path
 from typing import Literal
 
 from .events import TERMINAL_STATUSES, Event, Message, Run, Thread, new_id, now
-from .eventseq import event_rows
+from .logrows import expand_events, expand_rows, log_rows
 from .storeschema import SCHEMA, Connection
 
 __all__ = ["SCHEMA", "BaseStore", "Connection", "IntegrityError", "StoreError"]
@@ -69,7 +68,7 @@ def _put_run(db: Connection, run: Run) -> None:
     )
 
 
-_INSERT_EVENTS = "INSERT INTO events (run_id, seq, event, data, thread_id, at) VALUES "
+_INSERT_EVENTS = "INSERT INTO events (run_id, seq, last_seq, event, data, thread_id, at) VALUES "
 #: Rows per INSERT: a fast run writes hundreds of events a batch, and one statement
 #: per row costs a statement step (and in sqlite3 a GIL release) per row.
 _ROWS_PER_INSERT = 50
@@ -77,16 +76,17 @@ _ROWS_PER_INSERT = 50
 
 @lru_cache(maxsize=_ROWS_PER_INSERT)
 def _insert_events_sql(rows: int) -> str:
-    return _INSERT_EVENTS + ", ".join(["(?, ?, ?, ?, ?, ?)"] * rows)
+    return _INSERT_EVENTS + ", ".join(["(?, ?, ?, ?, ?, ?, ?)"] * rows)
 
 
 def _event_statements(events: list[Event]) -> list[tuple[str, list[object]]]:
     """The INSERTs that append ``events``: one per :data:`_ROWS_PER_INSERT` rows, or fewer.
 
+    Rows as :mod:`nearnb.logrows` lays them out (runs of text deltas share one).
     Not ``executemany``: psycopg runs it in pipeline mode, whose set-up and
     sync cost more than the row itself in the common batch of one delta.
     """
-    rows = event_rows(events)
+    rows = log_rows(events)
     statements = []
     for start in range(0, len(rows), _ROWS_PER_INSERT):
         part = rows[start : start + _ROWS_PER_INSERT]
@@ -333,9 +333,12 @@ class BaseStore:
                     "SELECT ended_at IS NOT NULL FROM runs WHERE id = ?" + self._for_update,
                     (run.id,),
                 ).fetchone()
-                last = db.execute(
-                    "SELECT COALESCE(MAX(seq), 0) FROM events WHERE run_id = ?", (run.id,)
-                ).fetchone()[0]
+                tail = db.execute(
+                    "SELECT COALESCE(last_seq, seq) FROM events WHERE run_id = ? "
+                    "ORDER BY seq DESC LIMIT 1",
+                    (run.id,),
+                ).fetchone()
+                last = tail[0] if tail else 0
                 if last != after or ended is None or ended[0]:
                     raise _Stale
                 _put_events(db, events)
@@ -351,12 +354,7 @@ class BaseStore:
 
     def events(self, run_id: str, *, after: int = 0, limit: int | None = None) -> list[Event]:
         """A run's logged events with ``seq > after``, in order."""
-        return [
-            Event.trusted(seq, name, json.loads(data), run_id, tid, at)
-            for seq, name, data, tid, at in self._log(
-                "seq, event, data, thread_id, at", run_id, after, limit
-            )
-        ]
+        return list(islice(expand_events(self._log(run_id, after, limit), run_id, after), limit))
 
     def event_rows(
         self, run_id: str, *, after: int = 0, limit: int | None = None
@@ -366,14 +364,21 @@ class BaseStore:
         For the hub, which puts the JSON on the wire as it is: decoding and
         re-encoding 10,000 payloads cost it more than the rest of a replay.
         """
-        return self._log("seq, event, data, at", run_id, after, limit)
+        rows = expand_rows(self._log(run_id, after, limit), after)
+        return [(seq, name, data, at) for seq, name, data, _, at in islice(rows, limit)]
 
-    def _log(self, columns: str, run_id: str, after: int, limit: int | None) -> list[tuple]:
-        sql = f"SELECT {columns} FROM events WHERE run_id = ? AND seq > ? ORDER BY seq"
-        args: tuple = (run_id, after)
+    def _log(self, run_id: str, after: int, limit: int | None) -> list[tuple]:
+        """The rows holding events after ``after``: the first may start before it (a row of
+        deltas straddling ``after``), so one more row than ``limit`` events may be needed."""
+        sql = (
+            "SELECT seq, last_seq, event, data, thread_id, at FROM events WHERE run_id = ? "
+            "AND seq >= COALESCE((SELECT MAX(seq) FROM events WHERE run_id = ? AND seq <= ?), ?) "
+            "ORDER BY seq"
+        )
+        args: tuple = (run_id, run_id, after, after + 1)
         if limit is not None:
             sql += " LIMIT ?"
-            args += (int(limit),)
+            args += (int(limit) + 1,)
         return self._query(sql, args)
 
     def expire_events(self, *, older_than: float | None = None, at: float | None = None) -> int:
@@ -386,9 +391,15 @@ class BaseStore:
         cutoff = (time.time() if at is None else at) - ttl
         ended = "(SELECT id FROM runs WHERE ended_at IS NOT NULL AND ended_at <= ?)"
         with self._tx() as db:
-            cur = db.execute(f"DELETE FROM events WHERE run_id IN {ended}", (cutoff,))
+            count = db.execute(
+                "SELECT COALESCE(SUM(COALESCE(last_seq, seq) - seq + 1), 0) FROM events "
+                f"WHERE run_id IN {ended}",
+                (cutoff,),
+            ).fetchone()[0]
+            if count:
+                db.execute(f"DELETE FROM events WHERE run_id IN {ended}", (cutoff,))
             db.execute(f"DELETE FROM run_control WHERE run_id IN {ended}", (cutoff,))
-            return cur.rowcount
+            return int(count)
 
     # ----------------------- tables kept by agentdata.py and vectorstores.py
 

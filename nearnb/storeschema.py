@@ -35,9 +35,11 @@ CREATE TABLE IF NOT EXISTS runs (
     obj TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS runs_thread ON runs (thread_id, n);
+-- A run's event log. A row may hold a run of text deltas, seq..last_seq (nearnb.logrows).
 CREATE TABLE IF NOT EXISTS events (
     run_id TEXT NOT NULL,
     seq {int} NOT NULL,
+    last_seq {int},
     event TEXT NOT NULL,
     data TEXT NOT NULL,
     thread_id TEXT NOT NULL,
@@ -74,6 +76,11 @@ CREATE TABLE IF NOT EXISTS recorded_calls (
     PRIMARY KEY (run_id, n)
 ){norowid};
 """
+
+
+#: Columns added since a table was first released: ``(table, column, type)``, the type a
+#: format field as in :data:`SCHEMA`. Each backend adds those a database lacks on open.
+ADDED_COLUMNS: tuple[tuple[str, str, str], ...] = (("events", "last_seq", "{int}"),)
 
 
 class Cursor(Protocol):

@@ -25,6 +25,7 @@ CORE_LAYERS: list[set[str]] = [
     {
         "nearnb.sinks",
         "nearnb.eventseq",
+        "nearnb.logrows",
         "nearnb.stepstate",
         "nearnb.reducer",
         "nearnb.projection",

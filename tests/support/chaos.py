@@ -32,6 +32,8 @@ from typing import Any
 import httpx
 from httpx_sse import connect_sse
 
+from nearnb.logrows import expand_rows
+
 ROOT = Path(__file__).resolve().parents[2]
 #: Read timeout of recording clients: below the hub's 15 s keepalive, so a stream that went
 #: silent fails the test instead of hanging it.
@@ -235,11 +237,13 @@ def stored_events(run_id: str, path: Path | None = None) -> list[Stored]:
     db = sqlite3.connect(f"file:{path or store_path()}?mode=ro", uri=True)
     try:
         rows = db.execute(
-            "SELECT seq, event, data FROM events WHERE run_id = ? ORDER BY seq", (run_id,)
+            "SELECT seq, last_seq, event, data, thread_id, at FROM events WHERE run_id = ? "
+            "ORDER BY seq",
+            (run_id,),
         ).fetchall()
     finally:
         db.close()
-    return [Stored(seq, event, json.loads(data)) for seq, event, data in rows]
+    return [Stored(seq, event, json.loads(data)) for seq, event, data, _, _ in expand_rows(rows)]
 
 
 def stored_run_status(run_id: str, path: Path | None = None) -> str | None:

@@ -1,0 +1,135 @@
+"""How a run's event log lies in the store's ``events`` table: one row per event, except
+runs of text deltas, which share a row.
+
+A streamed reply is one ``thread.message.delta`` per chunk, tens of thousands a run,
+and as one row each they were most of the store sink's time (SQLite alone took 0.11 s
+to insert 50,000 rows, about as long as reading them off the network). So consecutive
+compact text deltas of one message that arrive in the same batch (see
+:mod:`nearnb.compactdelta`) are written as one row:
+
+* ``seq`` is the first delta's number and ``last_seq`` the last's (a row of one event
+  has ``last_seq = seq``, or NULL in tables written before the column existed);
+* ``event`` is :data:`DELTAS` (never an event name: it cannot leak as one);
+* ``data`` is ``[message_id, index, [text, ...], [at, ...]]`` as compact JSON, each
+  delta's text and emit time in order; ``at`` is the first delta's time.
+
+Readers never see the difference: :func:`expand_rows` and :func:`expand_events` turn rows
+back into one entry per event, byte for byte the JSON a row per event held. Numbering is
+unchanged, so ``Last-Event-ID``, ``after`` and the REST objects mean what they meant, and
+the primary key ``(run_id, seq)`` still makes two writers that both append after the same
+event collide (each one's first row starts at that event + 1).
+
+A batch of one delta, a slow model's usual batch, is still a plain row.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from json.encoder import encode_basestring_ascii as _json_str  # type: ignore[attr-defined]
+from typing import Any
+
+from .compactdelta import compact_json, delta_json
+from .events import Event
+from .eventseq import DELTA, event_of, raw_entries
+
+#: The ``event`` column of a row holding several text deltas.
+DELTAS = "nearnb.deltas"
+#: Most deltas in one row: a reader resuming mid-row decodes at most this many it skips.
+MAX_DELTAS_PER_ROW = 256
+
+#: A row as written: ``(run_id, seq, last_seq, event, data JSON, thread_id, at)``.
+LogRow = tuple[str, int, int, str, str, str, float]
+#: A row as read: ``(seq, last_seq or None, event, data JSON, thread_id, at)``.
+ReadRow = tuple[int, int | None, str, str, str, float]
+
+#: What follows the text in a compact delta's JSON (see ``delta_json``).
+_TAIL = "}}]}}"
+
+
+def log_rows(events: Iterable[Event]) -> list[LogRow]:
+    """The rows that append ``events`` (one batch, in order) to their logs."""
+    rows: list[LogRow] = []
+    texts: list[str] = []
+    ats: list[float] = []
+    first: tuple[Any, ...] | None = None  # the first compact delta of the pending run
+
+    def flush() -> None:
+        assert first is not None
+        seq, at, message_id, text, index, run_id, thread_id = first
+        if len(texts) == 1:
+            data = delta_json(message_id, text, index)
+            rows.append((run_id, seq, seq, DELTA, data, thread_id, at))
+        else:
+            data = compact_json([message_id, index, texts, ats])
+            rows.append((run_id, seq, seq + len(texts) - 1, DELTAS, data, thread_id, at))
+
+    for entry in raw_entries(events):
+        if type(entry) is not tuple and (packed := entry.text_delta) is not None:
+            entry = (entry.seq, entry.at, *packed, entry.run_id, entry.thread_id)
+        if type(entry) is tuple:  # (seq, at, message_id, text, index, run_id, thread_id)
+            if (
+                first is not None
+                and entry[0] == first[0] + len(texts)
+                and entry[2] == first[2]
+                and entry[4] == first[4]
+                and entry[5] == first[5]
+                and len(texts) < MAX_DELTAS_PER_ROW
+            ):
+                texts.append(entry[3])
+                ats.append(entry[1])
+                continue
+            if first is not None:
+                flush()
+            first, texts, ats = entry, [entry[3]], [entry[1]]
+            continue
+        if first is not None:
+            flush()
+            first = None
+        e = entry
+        rows.append((e.run_id, e.seq, e.seq, e.event, e.data_json(), e.thread_id, e.at))
+    if first is not None:
+        flush()
+    return rows
+
+
+def _deltas(row: ReadRow) -> tuple[str, int, list[str], list[float]]:
+    """The ``(message_id, index, texts, ats)`` of a :data:`DELTAS` row, checked."""
+    seq, last, _, data, _, _ = row
+    try:
+        message_id, index, texts, ats = json.loads(data)
+        ok = len(texts) == len(ats) == (last or seq) - seq + 1
+    except (ValueError, TypeError):
+        ok = False
+    if not ok:
+        raise ValueError(f"corrupt row of text deltas {seq}..{last} in the event log: {data[:80]}")
+    return message_id, index, texts, ats
+
+
+def expand_rows(
+    rows: Iterable[ReadRow], after: int = 0
+) -> Iterator[tuple[int, str, str, str, float]]:
+    """``(seq, event, data JSON, thread_id, at)`` per event with ``seq > after``."""
+    for row in rows:
+        seq, last, name, data, thread_id, at = row
+        if name != DELTAS:
+            if seq > after:
+                yield seq, name, data, thread_id, at
+            continue
+        message_id, index, texts, ats = _deltas(row)
+        head = delta_json(message_id, "", index)[: -len(_TAIL) - 2]
+        for i in range(max(0, after - seq + 1), len(texts)):
+            yield seq + i, DELTA, head + _json_str(texts[i]) + _TAIL, thread_id, ats[i]
+
+
+def expand_events(rows: Iterable[ReadRow], run_id: str, after: int = 0) -> Iterator[Event]:
+    """The Events of ``rows`` with ``seq > after`` (text deltas stay compact until read)."""
+    for row in rows:
+        seq, last, name, data, thread_id, at = row
+        if name != DELTAS:
+            if seq > after:
+                yield Event.trusted(seq, name, json.loads(data), run_id, thread_id, at)
+            continue
+        message_id, index, texts, ats = _deltas(row)
+        for i in range(max(0, after - seq + 1), len(texts)):
+            yield event_of((seq + i, ats[i], message_id, texts[i], index, run_id, thread_id))

@@ -114,6 +114,29 @@ class ChunkAccumulator:
         data = self.message("in_progress").model_dump(mode="json")
         return [("thread.message.created", data), ("thread.message.in_progress", data)]
 
+    def feed_text(self, chunk: Any) -> str | None:
+        """Fold a chunk that only carries text of a message already open; its text.
+
+        None, with nothing folded, for any other chunk (the first text, tool calls,
+        usage, a finish, no choices): :meth:`feed` takes those. The stream's usual
+        chunk then costs no pair list and no :class:`CompactDelta` (a fast stream's
+        drain, see ``StreamHandler.drain``); what is folded is what :meth:`feed`
+        folds, and the event is the delta :meth:`feed` would pair.
+        """
+        choices = chunk.choices
+        if not (self.created and choices) or chunk.usage is not None:
+            return None
+        choice = choices[0]
+        delta = choice.delta
+        text = delta.content
+        if not text or choice.finish_reason or delta.tool_calls:
+            return None
+        self.chunks += 1
+        self.completion_id = self.completion_id or chunk.id
+        self._parts.append(text)
+        self.deltas += 1
+        return text  # type: ignore[no-any-return]
+
     def feed(self, chunk: Any) -> list[Pair]:
         """Fold one chunk; the events it implies, in order."""
         self.chunks += 1

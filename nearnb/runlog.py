@@ -93,12 +93,15 @@ class RunLog:
     def emit_delta(self, delta: CompactDelta) -> int:
         """:meth:`emit` of a ``thread.message.delta``, kept and queued as a compact entry
         (no Event: see :mod:`nearnb.eventseq`); its ``seq``, 0 if dropped."""
+        return self.emit_text(*delta)
+
+    def emit_text(self, message_id: str, text: str, index: int = 0) -> int:
+        """:meth:`emit_delta` of ``CompactDelta(message_id, text, index)``, unbuilt."""
         with self._lock:
             if self._closed:
                 return 0
             self._seq = seq = self._seq + 1
-            mid, text, index = delta
-            entry = (seq, self._clock(), mid, text, index, self.run_id, self.thread_id)
+            entry = (seq, self._clock(), message_id, text, index, self.run_id, self.thread_id)
             self._entries.append(entry)
             for sink in self._sinks:
                 sink.put(entry)

@@ -76,10 +76,16 @@ class StreamHandler:
     def __next__(self) -> ChatCompletionChunk:
         if self._exhausted:
             raise StopIteration
+        chunk = self._read()
+        self._emit(self._acc.feed(chunk))
+        return chunk
+
+    def _read(self) -> ChatCompletionChunk:
+        """The next chunk; at the end, the stream is settled and StopIteration raised."""
         try:
             if self._log.cancel_requested:
                 raise RunCancelled("run cancelled")
-            chunk = next(self._chunks)
+            return next(self._chunks)
         except StopIteration:
             if self._log.cancel_requested:  # the cancel interrupted the read: not an end
                 stop = RunCancelled("run cancelled")
@@ -90,12 +96,23 @@ class StreamHandler:
         except BaseException as exc:
             self.abort(exc)
             raise
-        self._emit(self._acc.feed(chunk))
-        return chunk
 
     def drain(self) -> StreamHandler:
-        """Consume whatever is left (deltas are emitted as usual)."""
-        for _ in self:
+        """Consume whatever is left (deltas are emitted as usual).
+
+        The same events as iterating, in a tighter loop: a chunk that only
+        carries text (nearly all of them) goes straight to the log.
+        """
+        acc, emit_text, mid = self._acc, self._log.emit_text, self.message_id
+        try:
+            while not self._exhausted:
+                chunk = self._read()
+                text = acc.feed_text(chunk)
+                if text is None:
+                    self._emit(acc.feed(chunk))
+                else:
+                    emit_text(mid, text)
+        except StopIteration:
             pass
         return self
 

@@ -5,9 +5,12 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
+from hypothesis import given
+from hypothesis import strategies as st
 from openai.types.chat import ChatCompletionChunk
 
 from nearnb.accumulator import ChunkAccumulator, Origin
+from nearnb.compactdelta import CompactDelta
 
 ORIGIN = Origin(thread_id="thread_t", run_id="run_r", assistant_id="local/a/0.1")
 
@@ -106,3 +109,64 @@ def test_usage_and_ids_are_kept_from_any_chunk() -> None:
     final.choices = []
     assert acc.feed(final) == []
     assert acc.usage.total_tokens == 3 and acc.completion_id == "chatcmpl-1" and acc.chunks == 2
+
+
+CHUNKS = st.one_of(
+    st.builds(chunk, st.one_of(st.none(), st.text(max_size=4))),
+    st.builds(chunk, st.text(min_size=1, max_size=4), finish=st.just("stop")),
+    st.builds(
+        chunk,
+        st.none(),
+        usage=st.just({"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3}),
+    ),
+    st.builds(
+        chunk,
+        st.one_of(st.none(), st.text(min_size=1, max_size=4)),
+        tool=st.builds(
+            lambda i, args: {"index": i, "id": f"call_{i}", "function": {"arguments": args}},
+            st.integers(0, 1),
+            st.text(max_size=4),
+        ),
+    ),
+)
+
+
+@given(st.lists(CHUNKS, max_size=30))
+def test_the_text_only_fast_path_folds_and_emits_what_feed_does(chunks: list) -> None:
+    """``feed_text`` (StreamHandler.drain's fast path) is ``feed`` for the chunks it takes."""
+    eager, fast = make(), make()
+    eager_pairs, fast_pairs = [], []
+    for c in chunks:
+        eager_pairs += eager.feed(c)
+        text = fast.feed_text(c)
+        if text is None:
+            fast_pairs += fast.feed(c)
+        else:
+            fast_pairs.append(("thread.message.delta", CompactDelta(fast.message_id, text)))
+    assert fast_pairs == eager_pairs
+    state = lambda a: (  # noqa: E731
+        a.text,
+        a.chunks,
+        a.deltas,
+        a.tool_calls,
+        a.finish_reason,
+        a.usage,
+        a.completion_id,
+    )
+    assert state(fast) == state(eager)
+
+
+def test_the_fast_path_takes_plain_text_of_an_open_message_only() -> None:
+    acc = make()
+    assert acc.feed_text(chunk("a")) is None  # opens the message: feed's business
+    acc.feed(chunk("a"))
+    assert acc.feed_text(chunk("b")) == "b"
+    assert acc.feed_text(chunk("c", finish="stop")) is None
+    assert (
+        acc.feed_text(
+            chunk("", usage={"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2})
+        )
+        is None
+    )
+    assert acc.feed_text(chunk("")) is None
+    assert (acc.text, acc.deltas, acc.chunks) == ("ab", 2, 2)

@@ -107,19 +107,28 @@ def _deltas(row: ReadRow) -> tuple[str, int, list[str], list[float]]:
 
 
 def expand_rows(
-    rows: Iterable[ReadRow], after: int = 0
-) -> Iterator[tuple[int, str, str, str, float]]:
-    """``(seq, event, data JSON, thread_id, at)`` per event with ``seq > after``."""
+    rows: Iterable[ReadRow], after: int = 0, *, thread: bool = True
+) -> list[tuple[Any, ...]]:
+    """``(seq, event, data JSON, thread_id, at)`` per event with ``seq > after``
+    (``thread=False``: ``(seq, event, data JSON, at)``, what the hub sends)."""
+    out: list[tuple[Any, ...]] = []
+    append = out.append
     for row in rows:
         seq, last, name, data, thread_id, at = row
         if name != DELTAS:
             if seq > after:
-                yield seq, name, data, thread_id, at
+                append((seq, name, data, thread_id, at) if thread else (seq, name, data, at))
             continue
         message_id, index, texts, ats = _deltas(row)
         head = delta_json(message_id, "", index)[: -len(_TAIL) - 2]
         for i in range(max(0, after - seq + 1), len(texts)):
-            yield seq + i, DELTA, head + _json_str(texts[i]) + _TAIL, thread_id, ats[i]
+            data = head + _json_str(texts[i]) + _TAIL
+            append(
+                (seq + i, DELTA, data, thread_id, ats[i])
+                if thread
+                else (seq + i, DELTA, data, ats[i])
+            )
+    return out
 
 
 def expand_events(rows: Iterable[ReadRow], run_id: str, after: int = 0) -> Iterator[Event]:

@@ -364,8 +364,8 @@ class BaseStore:
         For the hub, which puts the JSON on the wire as it is: decoding and
         re-encoding 10,000 payloads cost it more than the rest of a replay.
         """
-        rows = expand_rows(self._log(run_id, after, limit), after)
-        return [(seq, name, data, at) for seq, name, data, _, at in islice(rows, limit)]
+        rows = expand_rows(self._log(run_id, after, limit), after, thread=False)
+        return rows if limit is None else rows[:limit]
 
     def _log(self, run_id: str, after: int, limit: int | None) -> list[tuple]:
         """The rows holding events after ``after``: the first may start before it (a row of

@@ -10,8 +10,10 @@ compact text deltas of one message that arrive in the same batch (see
 * ``seq`` is the first delta's number and ``last_seq`` the last's (a row of one event
   has ``last_seq = seq``, or NULL in tables written before the column existed);
 * ``event`` is :data:`DELTAS` (never an event name: it cannot leak as one);
-* ``data`` is ``[message_id, index, [text, ...], [at, ...]]`` as compact JSON, each
-  delta's text and emit time in order; ``at`` is the first delta's time.
+* ``data`` is ``[message_id, index, [text, ...], ats]`` as compact JSON: each delta's
+  text in order, and ``ats`` their emit times as base64 of little-endian float64s (exact,
+  and ten times cheaper to write than JSON numbers, whose ``repr`` was most of the
+  cost of encoding a row); ``at`` is the first delta's time.
 
 Readers never see the difference: :func:`expand_rows` and :func:`expand_events` turn rows
 back into one entry per event, byte for byte the JSON a row per event held. Numbering is
@@ -24,7 +26,10 @@ A batch of one delta, a slow model's usual batch, is still a plain row.
 
 from __future__ import annotations
 
+import base64
 import json
+import sys
+from array import array
 from collections.abc import Iterable, Iterator
 from json.encoder import encode_basestring_ascii as _json_str  # type: ignore[attr-defined]
 from typing import Any
@@ -45,6 +50,22 @@ ReadRow = tuple[int, int | None, str, str, str, float]
 
 #: What follows the text in a compact delta's JSON (see ``delta_json``).
 _TAIL = "}}]}}"
+_SWAP = sys.byteorder != "little"
+
+
+def _pack_times(ats: list[float]) -> str:
+    packed = array("d", ats)
+    if _SWAP:
+        packed.byteswap()
+    return base64.b64encode(packed.tobytes()).decode("ascii")
+
+
+def _unpack_times(text: str) -> list[float]:
+    packed = array("d")
+    packed.frombytes(base64.b64decode(text, validate=True))
+    if _SWAP:
+        packed.byteswap()
+    return packed.tolist()
 
 
 def log_rows(events: Iterable[Event]) -> list[LogRow]:
@@ -61,7 +82,7 @@ def log_rows(events: Iterable[Event]) -> list[LogRow]:
             data = delta_json(message_id, text, index)
             rows.append((run_id, seq, seq, DELTA, data, thread_id, at))
         else:
-            data = compact_json([message_id, index, texts, ats])
+            data = compact_json([message_id, index, texts, _pack_times(ats)])
             rows.append((run_id, seq, seq + len(texts) - 1, DELTAS, data, thread_id, at))
 
     for entry in raw_entries(events):
@@ -97,9 +118,10 @@ def _deltas(row: ReadRow) -> tuple[str, int, list[str], list[float]]:
     """The ``(message_id, index, texts, ats)`` of a :data:`DELTAS` row, checked."""
     seq, last, _, data, _, _ = row
     try:
-        message_id, index, texts, ats = json.loads(data)
+        message_id, index, texts, packed = json.loads(data)
+        ats = _unpack_times(packed)
         ok = len(texts) == len(ats) == (last or seq) - seq + 1
-    except (ValueError, TypeError):
+    except (ValueError, TypeError):  # binascii.Error is a ValueError
         ok = False
     if not ok:
         raise ValueError(f"corrupt row of text deltas {seq}..{last} in the event log: {data[:80]}")

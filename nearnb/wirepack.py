@@ -64,8 +64,10 @@ def pack(texts: list[str]) -> str:
     if best is None or fits[best] < 2:
         return "[" + ",".join(texts) + "]"
     prefix, suffix = best
-    head, tail = len(prefix), -len(suffix) if suffix else None
-    parts = [t[head:tail] if _fits(t, prefix, suffix) else t for t in texts]
+    # _fits and the slice in one C-level match per chunk
+    whole = re.compile(f"{re.escape(prefix)}({_STRING.pattern}){re.escape(suffix)}", re.DOTALL)
+    match = whole.fullmatch
+    parts = [m[1] if (m := match(t)) is not None else t for t in texts]
     return (
         f'{{"prefix":{json.dumps(prefix)},"suffix":{json.dumps(suffix)},'
         f'"chunks":[{",".join(parts)}]}}'

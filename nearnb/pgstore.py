@@ -93,7 +93,6 @@ def _pool_max() -> int:
 
 
 @lru_cache(maxsize=1024)
-@lru_cache(maxsize=512)
 def translate(sql: str) -> str:
     """SQLite-flavoured SQL from the store code as PostgreSQL wants it."""
     return re.sub(r"\browid\b", "n", sql.replace("%", "%%").replace("?", "%s"))

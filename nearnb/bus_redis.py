@@ -55,6 +55,12 @@ def _redact(url: str) -> str:
     return f"{scheme}{sep}***@{host}" if at else url
 
 
+def _raise_unless_duplicate(error: Exception) -> None:
+    """Raise ``error``, unless it is Redis refusing an entry id already there (a repeat)."""
+    if "equal or smaller" not in str(error):
+        raise error
+
+
 def _rows(entries: Sequence[tuple[str, dict[str, str]]]) -> list[Row]:
     rows = []
     for entry_id, fields in entries:
@@ -97,31 +103,30 @@ class RedisBus:
         """
         if not events:
             return
-        rows = event_rows(events)  # (run_id, seq, event, data JSON, thread_id, at)
+        # (key, entry id, fields) per event, from the store's rows (compact deltas unbuilt)
+        entries = [
+            (self.key(run_id), f"{seq}-0", {"e": name, "d": data, "t": repr(at)})
+            for run_id, seq, name, data, _, at in event_rows(events)
+        ]
         now = time.monotonic()
         stale = {
-            key
-            for key in {self.key(row[0]) for row in rows}
-            if now - self._refreshed.get(key, -math.inf) >= self._slack
+            key for key, _, _ in entries if now - self._refreshed.get(key, -math.inf) >= self._slack
         }
-        if len(rows) == 1 and not stale:
-            run_id, seq, name, data, _, at = rows[0]
+        if len(entries) == 1 and not stale:
+            key, entry_id, fields = entries[0]
             try:
-                self._redis.xadd(
-                    self.key(run_id), {"e": name, "d": data, "t": repr(at)}, id=f"{seq}-0"
-                )
+                self._redis.xadd(key, fields, id=entry_id)
             except redis.ResponseError as exc:
-                if "equal or smaller" not in str(exc):
-                    raise
+                _raise_unless_duplicate(exc)
             return
         pipe = self._redis.pipeline(transaction=False)
-        for run_id, seq, name, data, _, at in rows:
-            pipe.xadd(self.key(run_id), {"e": name, "d": data, "t": repr(at)}, id=f"{seq}-0")
+        for key, entry_id, fields in entries:
+            pipe.xadd(key, fields, id=entry_id)
         for key in stale:
             pipe.expire(key, int(self.ttl + self._slack))
         for result in pipe.execute(raise_on_error=False):
-            if isinstance(result, Exception) and "equal or smaller" not in str(result):
-                raise result
+            if isinstance(result, Exception):
+                _raise_unless_duplicate(result)
         if len(self._refreshed) > 10_000:  # keys of runs long over: forget them
             self._refreshed = {k: t for k, t in self._refreshed.items() if now - t < self._slack}
         self._refreshed.update(dict.fromkeys(stale, now))

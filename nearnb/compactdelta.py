@@ -68,6 +68,16 @@ def delta_json(message_id: str, text: str, index: int = 0) -> str:
     )
 
 
+#: What follows the text literal in :func:`delta_json`.
+DELTA_JSON_TAIL = "}}]}}"
+
+
+def delta_json_head(message_id: str, index: int = 0) -> str:
+    """What precedes the text literal in :func:`delta_json`: for many deltas of one message,
+    ``head + encode_basestring_ascii(text) + DELTA_JSON_TAIL`` encodes only the text."""
+    return delta_json(message_id, "", index)[: -len(DELTA_JSON_TAIL) - 2]
+
+
 class LazyDataModel(BaseModel):
     """A frozen model with a ``data`` field that may be held as a :class:`CompactDelta`.
 

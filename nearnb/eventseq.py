@@ -27,7 +27,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from json.encoder import encode_basestring_ascii as _json_str  # type: ignore[attr-defined]
 from typing import Any, overload
 
-from .compactdelta import CompactDelta, delta_json
+from .compactdelta import DELTA_JSON_TAIL, CompactDelta, delta_json_head
 from .events import Event
 
 DELTA = "thread.message.delta"
@@ -133,12 +133,8 @@ def event_rows(events: Iterable[Event]) -> list[tuple[str, int, str, str, str, f
         if type(e) is tuple:
             head = heads.get((e[2], e[4]))
             if head is None:
-                head = heads[e[2], e[4]] = delta_json(e[2], "", e[4])[: -len(_TAIL) - 2]
-            rows.append((e[5], e[0], DELTA, head + _json_str(e[3]) + _TAIL, e[6], e[1]))
+                head = heads[e[2], e[4]] = delta_json_head(e[2], e[4])
+            rows.append((e[5], e[0], DELTA, head + _json_str(e[3]) + DELTA_JSON_TAIL, e[6], e[1]))
         else:
             rows.append((e.run_id, e.seq, e.event, e.data_json(), e.thread_id, e.at))
     return rows
-
-
-#: What follows the text in a compact delta's JSON (see ``delta_json``).
-_TAIL = "}}]}}"

@@ -34,7 +34,7 @@ from collections.abc import Iterable, Iterator
 from json.encoder import encode_basestring_ascii as _json_str  # type: ignore[attr-defined]
 from typing import Any
 
-from .compactdelta import compact_json, delta_json
+from .compactdelta import DELTA_JSON_TAIL, compact_json, delta_json, delta_json_head
 from .events import Event
 from .eventseq import DELTA, event_of, raw_entries
 
@@ -48,8 +48,6 @@ LogRow = tuple[str, int, int, str, str, str, float]
 #: A row as read: ``(seq, last_seq or None, event, data JSON, thread_id, at)``.
 ReadRow = tuple[int, int | None, str, str, str, float]
 
-#: What follows the text in a compact delta's JSON (see ``delta_json``).
-_TAIL = "}}]}}"
 _SWAP = sys.byteorder != "little"
 
 
@@ -142,9 +140,9 @@ def expand_rows(
                 append((seq, name, data, thread_id, at) if thread else (seq, name, data, at))
             continue
         message_id, index, texts, ats = _deltas(row)
-        head = delta_json(message_id, "", index)[: -len(_TAIL) - 2]
+        head = delta_json_head(message_id, index)
         for i in range(max(0, after - seq + 1), len(texts)):
-            data = head + _json_str(texts[i]) + _TAIL
+            data = head + _json_str(texts[i]) + DELTA_JSON_TAIL
             append(
                 (seq + i, DELTA, data, thread_id, ats[i])
                 if thread

@@ -2,8 +2,8 @@
 
 Everything observable about a run is an event appended here by
 :meth:`RunLog.emit`: numbered ``seq`` 1, 2, 3 ... under a lock, kept in
-:attr:`RunLog.events`, and put on every sink's queue (see
-:mod:`nearnb.sinks`). A text delta emitted as a
+:attr:`RunLog.events`, where every sink reads it through its own cursor
+(see :mod:`nearnb.sinks`). A text delta emitted as a
 :class:`~nearnb.events.CompactDelta` is kept and queued as a compact entry,
 not an Event by :meth:`RunLog.emit_delta` (see :mod:`nearnb.eventseq`);
 readers still see Events.
@@ -11,9 +11,9 @@ Nothing else is written anywhere by a producer: the store's rows, the views
 and the hub's streams are all derived from these events by the sinks, off the
 agent's thread.
 
-``emit`` holds the lock only to number the event and enqueue it (a list
-append and a queue put per sink), so the agent never waits on a disk, a
-widget or a network client.
+``emit`` holds the lock only to number the event and append it (and to wake
+a sink that had run dry), so the agent never waits on a disk, a widget or a
+network client.
 
 The cancel flag lives here too, because the stream handler and the
 environment (which check it at every chunk and every ``env`` call) sit above
@@ -87,7 +87,8 @@ class RunLog:
             event = _trusted(seq, name, data, self.run_id, self.thread_id, self._clock())
             self._entries.append(event)
             for sink in self._sinks:
-                sink.put(event)
+                if sink.sleeping:
+                    sink.wake()
             return event
 
     def emit_delta(self, delta: CompactDelta) -> int:
@@ -104,18 +105,18 @@ class RunLog:
             entry = (seq, self._clock(), message_id, text, index, self.run_id, self.thread_id)
             self._entries.append(entry)
             for sink in self._sinks:
-                sink.put(entry)
+                if sink.sleeping:
+                    sink.wake()
             return seq
 
     def attach(self, sink: QueuedSink, *, replay: bool = True) -> QueuedSink:
         """Deliver events to ``sink`` from now on; past ones first if ``replay``.
 
-        Under the emit lock, so the sink sees every event exactly once, in order.
+        Under the emit lock, so the sink sees every event exactly once, in order: it
+        reads this log's entries from the first (``replay``) or from the next one.
         """
         with self._lock:
-            if replay:
-                for entry in self._entries:
-                    sink.put(entry)
+            sink.follow(self._entries, 0 if replay else len(self._entries))
             if self._closed:
                 sink.close(timeout=0)
             else:

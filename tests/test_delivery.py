@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 import time
 from pathlib import Path
@@ -35,6 +36,57 @@ def test_a_sink_sees_every_event_once_in_order_even_when_attached_late() -> None
     assert early == late == list(range(1, 101))
     assert late_sink.processed == 100
     assert log.emit("after", {}) is None  # a closed log takes nothing more
+
+
+def test_sinks_reading_the_log_miss_no_wake_up_and_see_each_event_once() -> None:
+    """Sinks read the log's own entries through cursors; the emitter wakes a sink only
+    when it sleeps. One event at a time, each awaited, makes every sink run dry and go
+    back to sleep just as the next event comes (thread switches forced as often as the
+    interpreter allows): a wake-up lost there leaves an event waiting for ever."""
+    log = RunLog("run_w", "thread_w")
+    seen: list[list[int]] = [[], [], []]
+    sinks = [
+        log.attach(
+            QueuedSink(per_event(lambda e, got=got: got.append(e.seq)), name=f"s{i}", linger=0)
+        )
+        for i, got in enumerate(seen)
+    ]
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        for _ in range(3000):
+            seq = log.emit_text("msg_1", "x")
+            assert all(sink.wait_for(seq, 5) for sink in sinks), f"event {seq} was never delivered"
+    finally:
+        sys.setswitchinterval(interval)
+    with pytest.raises(RuntimeError, match="follows a log"):
+        sinks[0].put(log.events[0])  # the log feeds it
+    assert all(sink.close(5) for sink in log.close())
+    assert seen == [list(range(1, 3001))] * 3
+
+
+def test_an_event_emitted_just_as_a_sink_goes_to_sleep_still_wakes_it() -> None:
+    """The window the protocol closes: the sink found nothing new and is about to sleep,
+    and the emitter appends (seeing no sleeper, so ringing nothing). The sink's second
+    look at the log, after it says it sleeps, must find that event."""
+    log = RunLog("run_s", "thread_s")
+    got: list[int] = []
+
+    class RacingSink(QueuedSink):
+        raced = False
+
+        def _sleep(self) -> None:
+            if not self.raced and got:  # after the first event: emit in the window
+                RacingSink.raced = True
+                log.emit_text("msg_1", "in the window")
+            super()._sleep()
+
+    sink = log.attach(RacingSink(per_event(lambda e: got.append(e.seq)), name="racing", linger=0))
+    log.emit_text("msg_1", "first")
+    assert sink.wait_for(2, 5), "the event emitted as the sink went to sleep was never delivered"
+    assert RacingSink.raced
+    assert all(s.close(5) for s in log.close())
+    assert got == [1, 2]
 
 
 def test_a_raising_sink_is_reported_once_and_keeps_receiving(

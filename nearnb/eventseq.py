@@ -23,8 +23,10 @@ ones that change a row or a result).
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Iterable, Iterator, Sequence
 from json.encoder import encode_basestring_ascii as _json_str  # type: ignore[attr-defined]
+from operator import countOf, itemgetter
 from typing import Any, overload
 
 from .compactdelta import DELTA_JSON_TAIL, CompactDelta, delta_json_head
@@ -52,13 +54,41 @@ def event_of(entry: Entry) -> Event:
     return Event.trusted(seq, DELTA, CompactDelta(message_id, text, index), run_id, thread_id, at)
 
 
+_SEQ, _MESSAGE, _INDEX, _RUN = itemgetter(0), itemgetter(2), itemgetter(4), itemgetter(5)
+#: The texts of a list of compact-delta entries: ``list(map(text_of, entries))``.
+text_of = itemgetter(3)
+
+
+def delta_stretch(entries: list[Entry]) -> tuple[Any, ...] | None:
+    """The first entry, if ``entries`` are all compact deltas of one message (one
+    run, one content index) numbered one after another; else None.
+
+    A fast stream's batch is nearly always such a stretch, and its consumers (the
+    reducer, the store's rows, a view) then take it whole: these checks are C-level
+    passes, a fraction of a Python loop over the entries.
+    """
+    n = len(entries)
+    if not n or type(entries[0]) is not tuple or countOf(map(type, entries), tuple) != n:
+        return None
+    first = entries[0]
+    if (
+        countOf(map(_MESSAGE, entries), first[2]) != n
+        or countOf(map(_INDEX, entries), first[4]) != n
+        or countOf(map(_RUN, entries), first[5]) != n
+        or list(map(_SEQ, entries)) != list(range(first[0], first[0] + n))
+    ):
+        return None
+    return first  # type: ignore[no-any-return]
+
+
 def seq_of(entry: Entry) -> int:
     return entry[0] if type(entry) is tuple else entry.seq  # type: ignore[no-any-return]
 
 
 class EventSeq(Sequence[Event]):
-    """A read-only sequence of Events over log entries, up to ``stop`` (None: as many
-    as there are now; the log only appends, so a bounded view is a snapshot)."""
+    """A read-only sequence of Events over log entries, in ``seq`` order as a log holds
+    them, up to ``stop`` (None: as many as there are now; the log only appends, so a
+    bounded view is a snapshot)."""
 
     __slots__ = ("_entries", "_stop")
 
@@ -69,6 +99,12 @@ class EventSeq(Sequence[Event]):
     def raw(self) -> list[Entry]:
         """The entries themselves (a copy of the list, not of the entries)."""
         return self._entries[: self._stop] if self._stop is not None else self._entries[:]
+
+    def raw_after(self, seq: int) -> list[Entry]:
+        """The entries numbered above ``seq`` (found by bisection: a log's entries, and so
+        an EventSeq's, are in ``seq`` order)."""
+        entries = self.raw()
+        return entries[bisect_right(entries, seq, key=seq_of) :]
 
     def snapshot(self) -> EventSeq:
         """This view bounded at its current length: later appends are not in it."""

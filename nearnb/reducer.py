@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .events import HIDDEN_MESSAGE_TYPE_PREFIXES, TERMINAL_EVENTS, Event, delta_text
-from .eventseq import event_of, raw_entries
+from .eventseq import EventSeq, delta_stretch, event_of, raw_entries, text_of
 from .stepstate import STEP_ENDED, ChildRef, StepState, ToolCallState, child_ref  # noqa: F401
 
 NOTICE_MESSAGE_TYPE = "system:notice"
@@ -183,10 +183,34 @@ class RunState:
         """:meth:`apply` each event in order; how many were new. Compact text deltas
         (:mod:`nearnb.eventseq` entries or compact Events) continuing the streaming
         message are folded a run at once, and repeats are skipped, without an Event."""
+        if isinstance(events, EventSeq):  # in seq order: what was applied is skipped at once
+            entries = events.raw_after(self.last_seq)
+        else:
+            entries = raw_entries(events)  # type: ignore[assignment]
+        if type(entries) is list and (head := delta_stretch(entries)) is not None:
+            return self.apply_stretch(entries, head)
+        return self._apply_each(entries)
+
+    def apply_stretch(self, entries: list[Any], head: tuple[Any, ...]) -> int:
+        """:meth:`apply_many` of ``entries`` that :func:`~nearnb.eventseq.delta_stretch`
+        found to be one stretch of deltas (``head``, its first): a fast stream's usual
+        batch, folded whole when it continues the streaming message."""
+        current = self.streaming
+        if (
+            current is not None
+            and head[0] > self.last_seq
+            and current.id == head[2]
+            and head[2] not in self._foreign_ids
+        ):
+            tail, texts = entries[-1], list(map(text_of, entries))
+            return self._fold_run((head[0], head[1], head[5], head[6]), tail[0], tail[1], texts)
+        return self._apply_each(entries)
+
+    def _apply_each(self, entries: Iterable[Any]) -> int:
         applied, texts = 0, []  # the texts of a run of deltas not folded yet
         first: tuple[int, float, str, str] | None = None  # seq, at, run id, thread id
         last_seq, last_at = self.last_seq, 0.0
-        for entry in raw_entries(events):
+        for entry in entries:
             if type(entry) is tuple:
                 seq, at, mid, text = entry[0], entry[1], entry[2], entry[3]
             else:

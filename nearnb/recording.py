@@ -15,7 +15,9 @@ so the stream is not wrapped at all); for other sources, a wrapper and one
 pydantic-core serialisation (~4-7 us). The call's row is written in one
 transaction when the stream ends, an HTTP stream's chunks with their common
 shape written once (:mod:`nearnb.wirepack`: 10.7 MB for 50,000 chunks
-became under 1 MB, and the write most of recording's cost went with it).
+became under 1 MB, and the write most of recording's cost went with it),
+packed in blocks of 2,048 as they come, so a long stream holds its content
+literals rather than all its texts.
 Measured with bench_pipeline's run, serialising every chunk cost the run
 1.3-1.5x (the serialiser's own time, amplified by the run's other threads),
 keeping chunk objects to serialise later cost as much (a few hundred live
@@ -233,10 +235,14 @@ class RecordingProvider:
         if observe is None:
             return RecordingStream(chunks, self._recorder, n, request)
 
-        def save(texts: list[str], reason: str, error: BaseException | None) -> None:
-            self._recorder.save(n, request, _response(wirepack.pack(texts), None, reason, error))
+        packer = wirepack.Packer()
 
-        observe(save)  # an HTTP stream keeps its wire text itself: no wrapper per chunk
+        def save(texts: list[str], reason: str, error: BaseException | None) -> None:
+            self._recorder.save(n, request, _response(packer.finish(texts), None, reason, error))
+
+        # An HTTP stream keeps its wire text itself (no wrapper per chunk), and hands
+        # it over in blocks that are packed while they are fresh.
+        observe(save, on_block=packer.add)
         return chunks
 
 

@@ -90,6 +90,30 @@ def test_a_stream_that_breaks_is_kept_up_to_the_break(srv: ScriptedOpenAI, tmp_p
     assert "".join(d.get("content") or "" for d in deltas) == "Know thy"
 
 
+def test_a_long_stream_is_kept_whole_across_its_packed_blocks(
+    srv: ScriptedOpenAI, tmp_path: Path
+) -> None:
+    """Texts are packed in blocks as they come (wirepack.Packer): every chunk survives,
+    in order, whether the stream ends or breaks, a block boundary or not."""
+    pieces = [("é", "\n", '"q"', "w ")[i % 4] + str(i) for i in range(5000)]
+    agent = make_agent(
+        tmp_path / "long", "env.add_reply(env.completion(env.list_messages(), stream=True))\n"
+    )
+    for drop_after, status in ((None, "completed"), (4097, "failed")):
+        srv.script(Reply.text(*pieces, drop_after=drop_after))
+        result = run_agent(agent, "go")
+        assert result.status == status, result.error
+        _, [(_, _, response)] = recorded_calls(default_store(), result.run_id)
+        assert response is not None
+        texts = [c["choices"][0]["delta"].get("content") for c in response["chunks"]]
+        assert texts[1:] == pieces[:drop_after] + ([None] if drop_after is None else [])
+        [(row,)] = default_store().read(
+            "SELECT length(response) FROM recorded_calls WHERE run_id = ? AND n = 1",
+            (result.run_id,),
+        )
+        assert row < 20 * len(texts)  # the content literals, not 5,000 whole chunks
+
+
 def test_a_non_streamed_completion_and_its_parameters_are_kept(
     srv: ScriptedOpenAI, tmp_path: Path
 ) -> None:

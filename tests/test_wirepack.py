@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -51,3 +52,61 @@ def test_chunks_with_no_common_shape_stay_a_plain_list() -> None:
     texts = ['{"a":1}', '{"b":"content"}']
     assert json.loads(pack(texts)) == [{"a": 1}, {"b": "content"}]
     assert pack([]) == "[]"
+
+
+# A content chunk's text split around its content literal, as pack will find it.
+PREFIX, SUFFIX = _chunk("x").split('"x"')
+#: Middles that are not one JSON string literal, though each starts and ends with a quote:
+#: a whole stretch of them must not pass for literals (the first two together read as
+#: two literals across the comma between them).
+not_literals = st.sampled_from(
+    ['"x\\"', '","y"', '"a", "role": "b"', '"line\nbreak"', '"a"\n"b"', '"']
+)
+#: Literals as a provider may write them: escapes json.dumps would not choose.
+raw_literals = st.sampled_from(['"\\u00e9"', '"\\/"', '"caf\u00e9"', '"tab\\t"', '""'])
+
+
+def reference_pack(texts: list[str], packed: str) -> str:
+    """What pack gives, one regex match per chunk (the plain way), with the shape it chose."""
+    decode = json.JSONDecoder().raw_decode
+    prefix, at = decode(packed, len('{"prefix":'))
+    suffix, _ = decode(packed, at + len(',"suffix":'))
+    string = r'"(?:[^"\\]|\\.)*"'
+    whole = re.compile(f"{re.escape(prefix)}({string}){re.escape(suffix)}", re.DOTALL)
+    parts = [m[1] if (m := whole.fullmatch(t)) is not None else t for t in texts]
+    return (
+        f'{{"prefix":{json.dumps(prefix)},"suffix":{json.dumps(suffix)},'
+        f'"chunks":[{",".join(parts)}]}}'
+    )
+
+
+@given(
+    st.lists(chunk, max_size=3),
+    st.lists(
+        st.one_of(
+            st.builds(_chunk, st.text()),
+            raw_literals.map(lambda lit: PREFIX + lit + SUFFIX),
+            not_literals.map(lambda mid: PREFIX + mid + SUFFIX),
+        ),
+        min_size=2,
+        max_size=60,
+    ),
+    st.lists(chunk, max_size=3),
+)
+def test_a_stream_is_packed_byte_for_byte_as_one_match_per_chunk_would(
+    head: list[str], body: list[str], tail: list[str]
+) -> None:
+    texts = [_chunk("a"), _chunk("b"), *head, *body, *tail]  # the shape is the content chunk's
+    packed = pack(texts)
+    assert packed.startswith('{"prefix":')
+    assert packed == reference_pack(texts, packed)
+    if all(_is_json(t) for t in texts):
+        assert unpack(json.loads(packed)) == [json.loads(t) for t in texts]
+
+
+def _is_json(text: str) -> bool:
+    try:
+        json.loads(text)
+    except ValueError:
+        return False
+    return True

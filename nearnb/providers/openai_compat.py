@@ -259,16 +259,28 @@ class SSEChunkStream:
         self.chunks = 0  # chunks yielded so far
         self._wire: list[str] | None = None  # each chunk's data text, when observed
         self._on_end: Callable[[list[str], str, BaseException | None], None] | None = None
+        self._on_block: Callable[[list[str]], None] = list.clear  # (never called while _block=0)
+        self._block = 0  # hand the texts to _on_block every this many (0: never)
 
-    def observe(self, on_end: Callable[[list[str], str, BaseException | None], None]) -> None:
+    def observe(
+        self,
+        on_end: Callable[[list[str], str, BaseException | None], None],
+        *,
+        on_block: Callable[[list[str]], None] | None = None,
+        block: int = 2048,
+    ) -> None:
         """Keep each chunk's JSON text as it came over the wire; at the end, once, call
         ``on_end(texts, reason, error)``: reason ``done`` (the stream finished), ``error``
         (it broke: ``error`` says how) or ``closed`` (the reader stopped it, or a cancel did).
+        With ``on_block``, every ``block`` texts go to it instead, as they come (it may not
+        keep the list), and ``on_end`` gets the rest.
 
         What recording needs, here and not in a wrapper: a wrapper's call per chunk cost a
         run of 50,000 chunks about a tenth of its time (bench_pipeline).
         """
         self._wire, self._on_end = [], on_end
+        if on_block is not None:
+            self._on_block, self._block = on_block, block
 
     def _end(self, reason: str, error: BaseException | None = None) -> None:
         on_end, self._on_end = self._on_end, None
@@ -371,6 +383,9 @@ class SSEChunkStream:
         wire = self._wire
         if wire is not None:
             wire.append(text)
+            if len(wire) == self._block:
+                self._on_block(wire)
+                wire.clear()
         choices = chunk.choices
         if choices and choices[0].finish_reason:
             self._finished = True

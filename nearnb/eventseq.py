@@ -59,13 +59,15 @@ _SEQ, _MESSAGE, _INDEX, _RUN = itemgetter(0), itemgetter(2), itemgetter(4), item
 text_of = itemgetter(3)
 
 
-def delta_stretch(entries: list[Entry]) -> tuple[Any, ...] | None:
+def delta_stretch(entries: list[Entry], *, ordered: bool = False) -> tuple[Any, ...] | None:
     """The first entry, if ``entries`` are all compact deltas of one message (one
     run, one content index) numbered one after another; else None.
 
     A fast stream's batch is nearly always such a stretch, and its consumers (the
     reducer, the store's rows, a view) then take it whole: these checks are C-level
-    passes, a fraction of a Python loop over the entries.
+    passes, a fraction of a Python loop over the entries. ``ordered``: the entries
+    come from an :class:`EventSeq` (numbered strictly upwards, as a log holds them),
+    so the first and last numbers tell whether any is missing.
     """
     n = len(entries)
     if not n or type(entries[0]) is not tuple or countOf(map(type, entries), tuple) != n:
@@ -75,10 +77,13 @@ def delta_stretch(entries: list[Entry]) -> tuple[Any, ...] | None:
         countOf(map(_MESSAGE, entries), first[2]) != n
         or countOf(map(_INDEX, entries), first[4]) != n
         or countOf(map(_RUN, entries), first[5]) != n
-        or list(map(_SEQ, entries)) != list(range(first[0], first[0] + n))
     ):
         return None
-    return first  # type: ignore[no-any-return]
+    if ordered:
+        numbered = entries[-1][0] - first[0] == n - 1
+    else:
+        numbered = list(map(_SEQ, entries)) == list(range(first[0], first[0] + n))
+    return first if numbered else None  # type: ignore[no-any-return]
 
 
 def seq_of(entry: Entry) -> int:
@@ -86,8 +91,8 @@ def seq_of(entry: Entry) -> int:
 
 
 class EventSeq(Sequence[Event]):
-    """A read-only sequence of Events over log entries, in ``seq`` order as a log holds
-    them, up to ``stop`` (None: as many as there are now; the log only appends, so a
+    """A read-only sequence of Events over log entries, numbered strictly upwards as a
+    log holds them, up to ``stop`` (None: as many as there are now; the log only appends, so a
     bounded view is a snapshot)."""
 
     __slots__ = ("_entries", "_stop")

@@ -32,11 +32,12 @@ import sys
 from array import array
 from collections.abc import Iterable, Iterator
 from json.encoder import encode_basestring_ascii as _json_str  # type: ignore[attr-defined]
+from operator import itemgetter
 from typing import Any
 
 from .compactdelta import DELTA_JSON_TAIL, compact_json, delta_json, delta_json_head
 from .events import Event
-from .eventseq import DELTA, event_of, raw_entries
+from .eventseq import DELTA, EventSeq, delta_stretch, event_of, raw_entries, text_of
 
 #: The ``event`` column of a row holding several text deltas.
 DELTAS = "nearnb.deltas"
@@ -68,6 +69,10 @@ def _unpack_times(text: str) -> list[float]:
 
 def log_rows(events: Iterable[Event]) -> list[LogRow]:
     """The rows that append ``events`` (one batch, in order) to their logs."""
+    entries = raw_entries(events)
+    ordered = isinstance(events, EventSeq)
+    if type(entries) is list and delta_stretch(entries, ordered=ordered) is not None:
+        return _stretch_rows(entries)  # a fast stream's usual batch: no loop per delta
     rows: list[LogRow] = []
     texts: list[str] = []
     ats: list[float] = []
@@ -83,7 +88,7 @@ def log_rows(events: Iterable[Event]) -> list[LogRow]:
             data = compact_json([message_id, index, texts, _pack_times(ats)])
             rows.append((run_id, seq, seq + len(texts) - 1, DELTAS, data, thread_id, at))
 
-    for entry in raw_entries(events):
+    for entry in entries:
         if type(entry) is not tuple and (packed := entry.text_delta) is not None:
             entry = (entry.seq, entry.at, *packed, entry.run_id, entry.thread_id)
         if type(entry) is tuple:  # (seq, at, message_id, text, index, run_id, thread_id)
@@ -110,6 +115,25 @@ def log_rows(events: Iterable[Event]) -> list[LogRow]:
     if first is not None:
         flush()
     return rows
+
+
+def _stretch_rows(entries: list[tuple[Any, ...]]) -> list[LogRow]:
+    """What :func:`log_rows` makes of a :func:`~nearnb.eventseq.delta_stretch`."""
+    rows: list[LogRow] = []
+    for start in range(0, len(entries), MAX_DELTAS_PER_ROW):
+        part = entries[start : start + MAX_DELTAS_PER_ROW]
+        seq, at, message_id, text, index, run_id, thread_id = part[0]
+        if len(part) == 1:
+            data = delta_json(message_id, text, index)
+            rows.append((run_id, seq, seq, DELTA, data, thread_id, at))
+        else:
+            texts, ats = list(map(text_of, part)), _pack_times(list(map(_at_of, part)))
+            data = compact_json([message_id, index, texts, ats])
+            rows.append((run_id, seq, part[-1][0], DELTAS, data, thread_id, at))
+    return rows
+
+
+_at_of = itemgetter(1)
 
 
 def _deltas(row: ReadRow) -> tuple[str, int, list[str], list[float]]:

@@ -183,11 +183,9 @@ class RunState:
         """:meth:`apply` each event in order; how many were new. Compact text deltas
         (:mod:`nearnb.eventseq` entries or compact Events) continuing the streaming
         message are folded a run at once, and repeats are skipped, without an Event."""
-        if isinstance(events, EventSeq):  # in seq order: what was applied is skipped at once
-            entries = events.raw_after(self.last_seq)
-        else:
-            entries = raw_entries(events)  # type: ignore[assignment]
-        if type(entries) is list and (head := delta_stretch(entries)) is not None:
+        ordered = isinstance(events, EventSeq)  # numbered upwards: skip what was applied
+        entries = events.raw_after(self.last_seq) if ordered else raw_entries(events)  # type: ignore[attr-defined]
+        if type(entries) is list and (head := delta_stretch(entries, ordered=ordered)):
             return self.apply_stretch(entries, head)
         return self._apply_each(entries)
 

@@ -75,7 +75,6 @@ class Packer:
     def __init__(self) -> None:
         self._parts: list[str] = []
         self._shape: tuple[str, str] | None = None
-        self._match: Any = None
         self._plain: bool | None = None  # None: not chosen yet (on the first block)
 
     def add(self, texts: list[str]) -> None:
@@ -103,31 +102,32 @@ class Packer:
         fits = {shape: sum(_fits(t, *shape) for t in sample) for shape in shapes}
         best = max(fits, key=fits.__getitem__, default=None)
         self._plain = best is None or fits[best] < 2
-        if not self._plain:
-            assert best is not None
-            prefix, suffix = self._shape = best
-            pattern = f"{re.escape(prefix)}({_STRING.pattern}){re.escape(suffix)}"
-            self._match = re.compile(pattern, re.DOTALL).fullmatch
+        self._shape = None if self._plain else best
 
     def _block(self, texts: list[str]) -> str:
         """One block's parts, comma-separated: each chunk's literal if it fits, else its text."""
         assert self._shape is not None
-        match = self._match
+        prefix, suffix = self._shape
         # The chunks that do not fit sit at the ends (the role chunk, the finish, the usage);
         # the stretch between them is taken whole when it all fits (:func:`_literals`).
         start, end = 0, len(texts)
-        while start < end and match(texts[start]) is None:
+        while start < end and not _fits(texts[start], prefix, suffix):
             start += 1
-        while end > start and match(texts[end - 1]) is None:
+        while end > start and not _fits(texts[end - 1], prefix, suffix):
             end -= 1
-        middle = _literals(texts[start:end], *self._shape)
+        middle = _literals(texts[start:end], prefix, suffix)
         if middle is None:
             start = end = len(texts)
-        parts = [m[1] if (m := match(t)) is not None else t for t in texts[:start]]
+        parts = [_part(t, prefix, suffix) for t in texts[:start]]
         if middle:
             parts.append(middle)
-        parts += [m[1] if (m := match(t)) is not None else t for t in texts[end:]]
+        parts += [_part(t, prefix, suffix) for t in texts[end:]]
         return ",".join(parts)
+
+
+def _part(text: str, prefix: str, suffix: str) -> str:
+    """What a packed chunk keeps: its content literal if it fits the shape, else its text."""
+    return text[len(prefix) : len(text) - len(suffix)] if _fits(text, prefix, suffix) else text
 
 
 #: One string literal with no raw newline (JSON allows none), unrolled for speed.

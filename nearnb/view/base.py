@@ -37,7 +37,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from ..events import Event
-from ..eventseq import delta_stretch, event_of, raw_entries
+from ..eventseq import EventSeq, delta_stretch, event_of, raw_entries
 from ..reducer import RunState
 from .bundle import RunInfo, final_bundle
 from .throttle import DEFAULT_INTERVAL, Clock, Throttle
@@ -154,7 +154,8 @@ class Renderer:
             if not isinstance(entries, list):
                 entries = list(entries)
             start = 0
-            if (head := delta_stretch(entries)) is not None:  # text of one message, one run
+            ordered = isinstance(events, EventSeq)
+            if (head := delta_stretch(entries, ordered=ordered)) is not None:  # one message's text
                 changed = self.tree.state_for(event_of(head)).apply_stretch(entries, head) > 0
                 start = len(entries)
             while start < len(entries):  # one stretch of one run's events at a time

@@ -19,7 +19,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from nearnb.events import CompactDelta, Event, compact_json, message_delta, text_content
-from nearnb.eventseq import event_rows, whole_events
+from nearnb.eventseq import EventSeq, delta_stretch, event_rows, whole_events
+from nearnb.logrows import log_rows
 from nearnb.reducer import RunState, reduce
 from nearnb.runlog import RunLog
 from nearnb.store import Store
@@ -148,6 +149,36 @@ def test_folding_batches_equals_folding_event_by_event(script: list, size: int) 
     assert view(batched) == view(one_by_one)
     assert batched.apply_many(events) == 0  # repeats are dropped, as by apply
     assert view(batched) == view(one_by_one)
+
+
+@settings(max_examples=150, deadline=None)
+@given(SCRIPTS, st.integers(min_value=0, max_value=300), st.integers(min_value=1, max_value=400))
+def test_batches_a_sink_reads_from_a_log_fold_and_store_as_their_events_do(
+    script: list, stretch: int, size: int
+) -> None:
+    """A sink hands its consumers slices of the log (EventSeq); a slice that is one
+    message's deltas is folded and written whole (delta_stretch). The state and the
+    rows must be those the same events give one by one, in any batches."""
+    log = RunLog("run_x", "thread_x", clock=iter(range(1, 10_000)).__next__)
+    for event in [*events_of(script), created(0, "msg_last")]:  # then a long stretch
+        packed = event.text_delta
+        if packed is None:
+            log.emit(event.event, event.data)
+        else:
+            log.emit_text(*packed)
+    for n in range(stretch):  # more than a row holds (MAX_DELTAS_PER_ROW) at the top
+        log.emit_text("msg_last", f"w{n} ", 1 if n == stretch - 7 else 0)
+    entries, events = log.events.raw(), list(log.events)
+    batched = RunState()
+    for start in range(0, len(entries), size):
+        batch = EventSeq(entries[start : start + size])
+        batched.apply_many(batch)
+        assert log_rows(batch) == log_rows(events[start : start + size])
+    assert view(batched) == view(reduce(events))
+    if stretch > 3:  # a batch with a gap in its numbers is not one stretch
+        gap = EventSeq([entries[-3], entries[-1]])
+        assert delta_stretch(gap.raw(), ordered=True) is None
+        assert log_rows(gap) == log_rows([events[-3], events[-1]])
 
 
 def logged(texts: list[str]) -> tuple[RunLog, list[Event]]:

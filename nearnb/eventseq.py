@@ -1,28 +1,31 @@
-"""A run's events as its log holds them: text deltas as plain tuples, Events made on demand.
+"""A run's events as its log holds them: text deltas as entries, Events made on demand.
 
 A fast stream makes tens of thousands of ``thread.message.delta`` events a
 run. Each as an :class:`~nearnb.events.Event` is a tracked object the garbage
 collector promotes to its oldest generation and rescans, with the whole heap,
 on every full collection for as long as the run is kept: measured in a
 50,000-chunk run, building and keeping those Events cost the agent's thread
-about 4 us a chunk, more than all its other pipeline work together. Kept as
-an *entry* - the exact tuple ``(seq, at, message_id, text, index, run_id,
-thread_id)``, atomic values only, which the collector stops tracking at its
-first look - they cost nothing after that.
+about 4 us a chunk, more than all its other pipeline work together. A delta is
+an *entry* instead: the exact tuple ``(seq, at, message_id, text, index,
+run_id, thread_id)``, atomic values only, made when it is read from the log's
+columns (:mod:`nearnb.logcolumns`), which keep none.
 
 :class:`EventSeq` is what every reader gets instead of a list: a read-only
 ``Sequence[Event]`` over entries (an entry is such a tuple or an ordinary
 Event). Indexing and iterating give Events - a delta's made right then, with
 its ``data`` still compact until read (:mod:`nearnb.compactdelta`) - so any
 consumer that takes ``list[Event]`` works unchanged. Consumers on the hot
-path read :meth:`EventSeq.raw` instead: the store encodes a row straight from
-the tuple (:func:`event_rows`), the reducer folds its text, and
-:func:`whole_events` walks only the events that are not compact deltas (the
-ones that change a row or a result).
+path ask for less: :meth:`EventSeq.stretch` gives a batch that is one
+message's deltas as two columns (the reducer folds its text, the store writes
+its rows, no entry made), :meth:`EventSeq.raw` gives the entries (the store
+encodes a row straight from the tuple: :func:`event_rows`), and
+:meth:`EventSeq.whole` / :func:`whole_events` give only the events that are
+not compact deltas (the ones that change a row or a result).
 """
 
 from __future__ import annotations
 
+from array import array
 from bisect import bisect_right
 from collections.abc import Iterable, Iterator, Sequence
 from json.encoder import encode_basestring_ascii as _json_str  # type: ignore[attr-defined]
@@ -31,19 +34,13 @@ from typing import Any, overload
 
 from .compactdelta import DELTA_JSON_TAIL, CompactDelta, delta_json_head
 from .events import Event
+from .logcolumns import Stretch
 
 DELTA = "thread.message.delta"
 
 #: One log entry: an Event, or a compact text delta
 #: ``(seq, at, message_id, text, index, run_id, thread_id)``.
 Entry = Any
-
-
-def delta_entry(
-    seq: int, at: float, delta: CompactDelta, run_id: str, thread_id: str
-) -> tuple[int, float, str, str, int, str, str]:
-    """The entry of a compact text delta (an exact tuple: untracked by the GC)."""
-    return (seq, at, delta[0], delta[1], delta[2], run_id, thread_id)
 
 
 def event_of(entry: Entry) -> Event:
@@ -54,20 +51,13 @@ def event_of(entry: Entry) -> Event:
     return Event.trusted(seq, DELTA, CompactDelta(message_id, text, index), run_id, thread_id, at)
 
 
-_SEQ, _MESSAGE, _INDEX, _RUN = itemgetter(0), itemgetter(2), itemgetter(4), itemgetter(5)
-#: The texts of a list of compact-delta entries: ``list(map(text_of, entries))``.
-text_of = itemgetter(3)
+_AT, _MESSAGE, _TEXT, _INDEX, _RUN = (itemgetter(i) for i in (1, 2, 3, 4, 5))
 
 
-def delta_stretch(entries: list[Entry], *, ordered: bool = False) -> tuple[Any, ...] | None:
-    """The first entry, if ``entries`` are all compact deltas of one message (one
-    run, one content index) numbered one after another; else None.
-
-    A fast stream's batch is nearly always such a stretch, and its consumers (the
-    reducer, the store's rows, a view) then take it whole: these checks are C-level
-    passes, a fraction of a Python loop over the entries. ``ordered``: the entries
-    come from an :class:`EventSeq` (numbered strictly upwards, as a log holds them),
-    so the first and last numbers tell whether any is missing.
+def delta_stretch(entries: list[Entry]) -> tuple[Any, ...] | None:
+    """The first entry, if ``entries`` (numbered strictly upwards, as an EventSeq's)
+    are all compact deltas of one message (one run, one content index) with no
+    number missing; else None. C-level passes, a fraction of a loop over them.
     """
     n = len(entries)
     if not n or type(entries[0]) is not tuple or countOf(map(type, entries), tuple) != n:
@@ -79,11 +69,7 @@ def delta_stretch(entries: list[Entry], *, ordered: bool = False) -> tuple[Any, 
         or countOf(map(_RUN, entries), first[5]) != n
     ):
         return None
-    if ordered:
-        numbered = entries[-1][0] - first[0] == n - 1
-    else:
-        numbered = list(map(_SEQ, entries)) == list(range(first[0], first[0] + n))
-    return first if numbered else None  # type: ignore[no-any-return]
+    return first if entries[-1][0] - first[0] == n - 1 else None  # type: ignore[no-any-return]
 
 
 def seq_of(entry: Entry) -> int:
@@ -92,32 +78,54 @@ def seq_of(entry: Entry) -> int:
 
 class EventSeq(Sequence[Event]):
     """A read-only sequence of Events over log entries, numbered strictly upwards as a
-    log holds them, up to ``stop`` (None: as many as there are now; the log only appends, so a
-    bounded view is a snapshot)."""
+    log holds them: those from index ``start`` up to ``stop`` (None: as many as there
+    are now; the log only appends, so a bounded view is a snapshot)."""
 
-    __slots__ = ("_entries", "_stop")
+    __slots__ = ("_entries", "_start", "_stop")
 
-    def __init__(self, entries: list[Entry], stop: int | None = None) -> None:
+    def __init__(self, entries: Sequence[Entry], stop: int | None = None, start: int = 0) -> None:
         self._entries = entries
+        self._start = start
         self._stop = stop
 
     def raw(self) -> list[Entry]:
         """The entries themselves (a copy of the list, not of the entries)."""
-        return self._entries[: self._stop] if self._stop is not None else self._entries[:]
+        return self._entries[self._start : self._start + len(self)]
 
-    def raw_after(self, seq: int) -> list[Entry]:
-        """The entries numbered above ``seq`` (found by bisection: a log's entries, and so
-        an EventSeq's, are in ``seq`` order)."""
+    def after(self, seq: int) -> EventSeq:
+        """The events numbered above ``seq`` (found by bisection: a log's entries, and so
+        an EventSeq's, are in ``seq`` order), as a view like this one."""
+        stop = self._start + len(self)
+        at = bisect_right(self._entries, seq, self._start, stop, key=seq_of)
+        return EventSeq(self._entries, stop, at)
+
+    def whole(self) -> list[Event]:
+        """The entries that are Events, not compact deltas (a log's columns know where)."""
+        whole = getattr(self._entries, "whole", None)
+        if whole is not None:
+            return whole(self._start, self._start + len(self))  # type: ignore[no-any-return]
+        return [entry for entry in self.raw() if type(entry) is not tuple]
+
+    def stretch(self) -> Stretch | None:
+        """These events as one :class:`~nearnb.logcolumns.Stretch` of text deltas, if they
+        are one: a fast stream's usual batch, which its consumers then take whole."""
+        columns = getattr(self._entries, "stretch", None)
+        if columns is not None:
+            return columns(self._start, self._start + len(self))  # type: ignore[no-any-return]
         entries = self.raw()
-        return entries[bisect_right(entries, seq, key=seq_of) :]
+        head = delta_stretch(entries)
+        if head is None:
+            return None
+        texts, ats = list(map(_TEXT, entries)), array("d", map(_AT, entries))
+        return Stretch(head[0], head[2], head[4], head[5], head[6], texts, ats)
 
     def snapshot(self) -> EventSeq:
         """This view bounded at its current length: later appends are not in it."""
-        return EventSeq(self._entries, len(self))
+        return EventSeq(self._entries, self._start + len(self), self._start)
 
     def __len__(self) -> int:
         n = len(self._entries)
-        return n if self._stop is None else min(n, self._stop)
+        return max(0, (n if self._stop is None else min(n, self._stop)) - self._start)
 
     @overload
     def __getitem__(self, index: int) -> Event: ...
@@ -131,7 +139,7 @@ class EventSeq(Sequence[Event]):
         n = len(self)
         if not -n <= index < n:
             raise IndexError("event index out of range")
-        return event_of(self._entries[index % n])
+        return event_of(self._entries[self._start + index % n])
 
     def __iter__(self) -> Iterator[Event]:
         for entry in self.raw():
@@ -157,7 +165,10 @@ def raw_entries(events: Iterable[Event]) -> Iterable[Entry]:
 
 def whole_events(events: Iterable[Event]) -> Iterator[Event]:
     """The events of ``events`` that are not compact deltas, never building one."""
-    for entry in raw_entries(events):
+    if isinstance(events, EventSeq):
+        yield from events.whole()
+        return
+    for entry in events:
         if type(entry) is not tuple:
             yield entry
 

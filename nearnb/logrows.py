@@ -32,12 +32,12 @@ import sys
 from array import array
 from collections.abc import Iterable, Iterator
 from json.encoder import encode_basestring_ascii as _json_str  # type: ignore[attr-defined]
-from operator import itemgetter
 from typing import Any
 
 from .compactdelta import DELTA_JSON_TAIL, compact_json, delta_json, delta_json_head
 from .events import Event
-from .eventseq import DELTA, EventSeq, delta_stretch, event_of, raw_entries, text_of
+from .eventseq import DELTA, EventSeq, event_of, raw_entries
+from .logcolumns import Stretch
 
 #: The ``event`` column of a row holding several text deltas.
 DELTAS = "nearnb.deltas"
@@ -52,7 +52,7 @@ ReadRow = tuple[int, int | None, str, str, str, float]
 _SWAP = sys.byteorder != "little"
 
 
-def _pack_times(ats: list[float]) -> str:
+def _pack_times(ats: list[float] | array[float]) -> str:
     packed = array("d", ats)
     if _SWAP:
         packed.byteswap()
@@ -69,10 +69,10 @@ def _unpack_times(text: str) -> list[float]:
 
 def log_rows(events: Iterable[Event]) -> list[LogRow]:
     """The rows that append ``events`` (one batch, in order) to their logs."""
+    stretch = events.stretch() if isinstance(events, EventSeq) else None
+    if stretch is not None:
+        return _stretch_rows(stretch)  # a fast stream's usual batch: no loop per delta
     entries = raw_entries(events)
-    ordered = isinstance(events, EventSeq)
-    if type(entries) is list and delta_stretch(entries, ordered=ordered) is not None:
-        return _stretch_rows(entries)  # a fast stream's usual batch: no loop per delta
     rows: list[LogRow] = []
     texts: list[str] = []
     ats: list[float] = []
@@ -117,23 +117,19 @@ def log_rows(events: Iterable[Event]) -> list[LogRow]:
     return rows
 
 
-def _stretch_rows(entries: list[tuple[Any, ...]]) -> list[LogRow]:
-    """What :func:`log_rows` makes of a :func:`~nearnb.eventseq.delta_stretch`."""
+def _stretch_rows(stretch: Stretch) -> list[LogRow]:
+    """What :func:`log_rows` makes of a :class:`~nearnb.logcolumns.Stretch`."""
     rows: list[LogRow] = []
-    for start in range(0, len(entries), MAX_DELTAS_PER_ROW):
-        part = entries[start : start + MAX_DELTAS_PER_ROW]
-        seq, at, message_id, text, index, run_id, thread_id = part[0]
+    seq0, message_id, index, run_id, thread_id, texts, ats = stretch
+    for start in range(0, len(texts), MAX_DELTAS_PER_ROW):
+        part, times, seq = texts[start : start + MAX_DELTAS_PER_ROW], ats[start:], seq0 + start
         if len(part) == 1:
-            data = delta_json(message_id, text, index)
-            rows.append((run_id, seq, seq, DELTA, data, thread_id, at))
+            data = delta_json(message_id, part[0], index)
+            rows.append((run_id, seq, seq, DELTA, data, thread_id, times[0]))
         else:
-            texts, ats = list(map(text_of, part)), _pack_times(list(map(_at_of, part)))
-            data = compact_json([message_id, index, texts, ats])
-            rows.append((run_id, seq, part[-1][0], DELTAS, data, thread_id, at))
+            data = compact_json([message_id, index, part, _pack_times(times[: len(part)])])
+            rows.append((run_id, seq, seq + len(part) - 1, DELTAS, data, thread_id, times[0]))
     return rows
-
-
-_at_of = itemgetter(1)
 
 
 def _deltas(row: ReadRow) -> tuple[str, int, list[str], list[float]]:

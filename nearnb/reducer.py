@@ -27,7 +27,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .events import HIDDEN_MESSAGE_TYPE_PREFIXES, TERMINAL_EVENTS, Event, delta_text
-from .eventseq import EventSeq, delta_stretch, event_of, raw_entries, text_of
+from .eventseq import EventSeq, event_of, raw_entries
+from .logcolumns import Stretch
 from .stepstate import STEP_ENDED, ChildRef, StepState, ToolCallState, child_ref  # noqa: F401
 
 NOTICE_MESSAGE_TYPE = "system:notice"
@@ -183,26 +184,21 @@ class RunState:
         """:meth:`apply` each event in order; how many were new. Compact text deltas
         (:mod:`nearnb.eventseq` entries or compact Events) continuing the streaming
         message are folded a run at once, and repeats are skipped, without an Event."""
-        ordered = isinstance(events, EventSeq)  # numbered upwards: skip what was applied
-        entries = events.raw_after(self.last_seq) if ordered else raw_entries(events)  # type: ignore[attr-defined]
-        if type(entries) is list and (head := delta_stretch(entries, ordered=ordered)):
-            return self.apply_stretch(entries, head)
-        return self._apply_each(entries)
+        if not isinstance(events, EventSeq):
+            return self._apply_each(raw_entries(events))
+        events = events.after(self.last_seq)  # numbered upwards: what was applied is skipped
+        stretch = events.stretch()
+        return self._apply_each(events.raw()) if stretch is None else self.apply_stretch(stretch)
 
-    def apply_stretch(self, entries: list[Any], head: tuple[Any, ...]) -> int:
-        """:meth:`apply_many` of ``entries`` that :func:`~nearnb.eventseq.delta_stretch`
-        found to be one stretch of deltas (``head``, its first): a fast stream's usual
-        batch, folded whole when it continues the streaming message."""
-        current = self.streaming
-        if (
-            current is not None
-            and head[0] > self.last_seq
-            and current.id == head[2]
-            and head[2] not in self._foreign_ids
-        ):
-            tail, texts = entries[-1], list(map(text_of, entries))
-            return self._fold_run((head[0], head[1], head[5], head[6]), tail[0], tail[1], texts)
-        return self._apply_each(entries)
+    def apply_stretch(self, stretch: Stretch) -> int:
+        """:meth:`apply_many` of one :class:`~nearnb.logcolumns.Stretch` of deltas: a fast
+        stream's usual batch, folded whole when it continues the streaming message."""
+        current, (seq, mid, _, run_id, thread_id, texts, ats) = self.streaming, stretch
+        if current is None or seq <= self.last_seq or current.id != mid or mid in self._foreign_ids:
+            return self._apply_each(stretch.entries())
+        return self._fold_run(
+            (seq, ats[0], run_id, thread_id), seq + len(texts) - 1, ats[-1], texts
+        )
 
     def _apply_each(self, entries: Iterable[Any]) -> int:
         applied, texts = 0, []  # the texts of a run of deltas not folded yet

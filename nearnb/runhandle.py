@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .events import Event, Run
@@ -126,8 +126,12 @@ def _outline(events: Sequence[Event]) -> RunState:
     each delta's text as well cost a tenth of a fast run's whole pipeline.
     """
     state = RunState()
-    deltas = 0
-    for event in raw_entries(events):
+    if isinstance(events, EventSeq):  # a log's: its Events, and how many deltas besides
+        entries: Iterable[Event] = events.whole()
+        deltas = len(events) - len(entries)  # type: ignore[arg-type]
+    else:
+        entries, deltas = raw_entries(events), 0
+    for event in entries:
         if type(event) is tuple or event.event == "thread.message.delta":  # compact or not
             deltas += 1
         else:

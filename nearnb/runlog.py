@@ -4,9 +4,10 @@ Everything observable about a run is an event appended here by
 :meth:`RunLog.emit`: numbered ``seq`` 1, 2, 3 ... under a lock, kept in
 :attr:`RunLog.events`, where every sink reads it through its own cursor
 (see :mod:`nearnb.sinks`). A text delta emitted as a
-:class:`~nearnb.events.CompactDelta` is kept and queued as a compact entry,
-not an Event by :meth:`RunLog.emit_delta` (see :mod:`nearnb.eventseq`);
-readers still see Events.
+:class:`~nearnb.events.CompactDelta` (:meth:`RunLog.emit_delta`, or
+:meth:`RunLog.emit_text` unbuilt) is no Event and no object of its own: three
+slots in the log's columns (:mod:`nearnb.logcolumns`); readers still see
+Events (:mod:`nearnb.eventseq`).
 Nothing else is written anywhere by a producer: the store's rows, the views
 and the hub's streams are all derived from these events by the sinks, off the
 agent's thread.
@@ -30,7 +31,8 @@ from collections.abc import Callable
 from typing import Any
 
 from .events import CompactDelta, Event
-from .eventseq import Entry, EventSeq
+from .eventseq import EventSeq
+from .logcolumns import LogColumns
 from .sinks import QueuedSink
 
 Clock = Callable[[], float]
@@ -52,13 +54,16 @@ class RunLog:
     def __init__(self, run_id: str, thread_id: str, *, clock: Clock = time.time) -> None:
         self.run_id = run_id
         self.thread_id = thread_id
-        self._entries: list[Entry] = []
+        self._entries = LogColumns(run_id, thread_id)
+        # emit_text's appends, bound once (the hot path of a streamed reply)
+        self._put_text = self._entries.items.append
+        self._put_message = self._entries.mids.append
+        self._put_at = self._entries.ats.append
         self.cancelled = threading.Event()
         #: ``cancelled.is_set()`` as a plain attribute: read at every chunk.
         self.cancel_requested = False
         self._clock = clock
         self._lock = threading.Lock()
-        self._seq = 0
         self._closed = False
         self._sinks: list[QueuedSink] = []
         self._on_cancel: list[Callable[[], None]] = []
@@ -67,7 +72,7 @@ class RunLog:
 
     @property
     def last_seq(self) -> int:
-        return self._seq
+        return self._entries.n
 
     @property
     def closed(self) -> bool:
@@ -83,9 +88,9 @@ class RunLog:
         with self._lock:
             if self._closed:
                 return None
-            self._seq = seq = self._seq + 1
+            seq = self._entries.n + 1
             event = _trusted(seq, name, data, self.run_id, self.thread_id, self._clock())
-            self._entries.append(event)
+            self._entries.append_event(event)
             for sink in self._sinks:
                 if sink.sleeping:
                     sink.wake()
@@ -101,13 +106,18 @@ class RunLog:
         with self._lock:
             if self._closed:
                 return 0
-            self._seq = seq = self._seq + 1
-            entry = (seq, self._clock(), message_id, text, index, self.run_id, self.thread_id)
-            self._entries.append(entry)
+            entries = self._entries
+            if index:
+                entries.append_text(message_id, text, index, self._clock())
+            else:  # append_text, inlined
+                self._put_text(text)
+                self._put_message(message_id)
+                self._put_at(self._clock())
+                entries.n += 1
             for sink in self._sinks:
                 if sink.sleeping:
                     sink.wake()
-            return seq
+            return entries.n
 
     def attach(self, sink: QueuedSink, *, replay: bool = True) -> QueuedSink:
         """Deliver events to ``sink`` from now on; past ones first if ``replay``.

@@ -9,12 +9,14 @@ its last call as one batch. A consumer that falls behind therefore catches
 up in larger batches instead of one call per event (views coalesce; the
 store writes one transaction per batch: group commit).
 
-A sink attached to a run's log (:meth:`QueuedSink.follow`) reads the log's
-own list of entries through a cursor: the agent's thread appends each event
-once, and pays per sink only a flag test (``sleeping``), plus a wake-up when
-that sink had run dry. A queue per sink cost a put on the agent's thread and
-a get on the sink's, per event and per sink: about a tenth of a 50,000-chunk
-run's whole pipeline overhead (bench_pipeline). A sink used on its own takes
+A sink attached to a run's log (:meth:`QueuedSink.follow`) reads the log
+itself through a cursor: the agent's thread appends each event once, and pays
+per sink only a flag test (``sleeping``), plus a wake-up when that sink had
+run dry. Each batch is a window on the log (an
+:class:`~nearnb.eventseq.EventSeq`): a consumer makes only the entries it
+reads. A queue per sink cost a put on the agent's thread and a get on the
+sink's, per event and per sink: about a tenth of a 50,000-chunk run's whole
+pipeline overhead (bench_pipeline). A sink used on its own takes
 events by :meth:`QueuedSink.put` into a list of its own instead.
 
 A consumer that raises is reported once (logged at ERROR with its
@@ -28,11 +30,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from queue import SimpleQueue
+from typing import Any
 
 from .events import Event
-from .eventseq import Entry, EventSeq, seq_of
+from .eventseq import Entry, EventSeq
 
 logger = logging.getLogger("nearnb.sinks")
 
@@ -78,7 +81,7 @@ class QueuedSink:
         #: True while the thread waits for entries: the feeder must :meth:`wake` it.
         self.sleeping = False
         self._consume = consume
-        self._source: list[Entry] = []  # the entries, read from ``_cursor`` on
+        self._source: Any = []  # the entries (a list, or a log's columns), from ``_cursor`` on
         self._cursor = 0
         self._own = True  # ``_source`` is ours (fed by put): trimmed as it is consumed
         self._bell: SimpleQueue[None] = SimpleQueue()  # wakes the thread; extra rings are harmless
@@ -90,7 +93,7 @@ class QueuedSink:
 
     # ---------------------------------------------------------------- producer
 
-    def follow(self, source: list[Entry], start: int = 0) -> None:
+    def follow(self, source: Sequence[Entry], start: int = 0) -> None:
         """Read ``source`` (a log's entries, only ever appended to) from index ``start`` on.
 
         Once, before anything is :meth:`put`. The log that owns ``source`` appends
@@ -160,10 +163,11 @@ class QueuedSink:
                     # ``linger``, not one per event.
                     time.sleep(self.linger)
                 end = len(source)
-                batch = source[self._cursor : end]
                 if self._own:
+                    batch = EventSeq(source[:end])
                     del source[:end]  # put() only appends: what it added since stays
-                else:
+                else:  # a window on the log: its consumer reads what it needs of it
+                    batch = EventSeq(source, end, self._cursor)
                     self._cursor = end
                 self._deliver(batch)
             elif closing:
@@ -184,19 +188,20 @@ class QueuedSink:
         self._bell.get()  # GIL released while it waits
         self.sleeping = False
 
-    def _deliver(self, batch: list[Entry]) -> None:
+    def _deliver(self, batch: EventSeq) -> None:
         try:
-            self._consume(EventSeq(batch))
+            self._consume(batch)
         except BaseException as exc:  # noqa: BLE001 - a consumer never takes the run down
             if self.error is None:
                 self.error = exc
                 logger.error(
                     "nearnb: %s failed on events %d-%d; the run goes on without it (reported once)",
                     self.name,
-                    seq_of(batch[0]),
-                    seq_of(batch[-1]),
+                    batch[0].seq,
+                    batch[-1].seq,
                     exc_info=exc,
                 )
+        last = batch[-1].seq
         with self._cond:
-            self._processed = max(self._processed, seq_of(batch[-1]))
+            self._processed = max(self._processed, last)
             self._cond.notify_all()

@@ -19,7 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from nearnb.events import CompactDelta, Event, compact_json, message_delta, text_content
-from nearnb.eventseq import EventSeq, delta_stretch, event_rows, whole_events
+from nearnb.eventseq import EventSeq, event_rows, whole_events
 from nearnb.logrows import log_rows
 from nearnb.reducer import RunState, reduce
 from nearnb.runlog import RunLog
@@ -157,7 +157,7 @@ def test_batches_a_sink_reads_from_a_log_fold_and_store_as_their_events_do(
     script: list, stretch: int, size: int
 ) -> None:
     """A sink hands its consumers slices of the log (EventSeq); a slice that is one
-    message's deltas is folded and written whole (delta_stretch). The state and the
+    message's deltas is folded and written whole (EventSeq.stretch). The state and the
     rows must be those the same events give one by one, in any batches."""
     log = RunLog("run_x", "thread_x", clock=iter(range(1, 10_000)).__next__)
     for event in [*events_of(script), created(0, "msg_last")]:  # then a long stretch
@@ -177,7 +177,7 @@ def test_batches_a_sink_reads_from_a_log_fold_and_store_as_their_events_do(
     assert view(batched) == view(reduce(events))
     if stretch > 3:  # a batch with a gap in its numbers is not one stretch
         gap = EventSeq([entries[-3], entries[-1]])
-        assert delta_stretch(gap.raw(), ordered=True) is None
+        assert gap.stretch() is None
         assert log_rows(gap) == log_rows([events[-3], events[-1]])
 
 

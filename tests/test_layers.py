@@ -21,6 +21,7 @@ CORE_LAYERS: list[set[str]] = [
         "nearnb.tool_text",
         "nearnb.near_models",
         "nearnb.wirepack",
+        "nearnb.logcolumns",
     },
     {
         "nearnb.sinks",

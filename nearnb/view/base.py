@@ -37,7 +37,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from ..events import Event
-from ..eventseq import EventSeq, delta_stretch, event_of, raw_entries
+from ..eventseq import EventSeq, event_of, raw_entries
 from ..reducer import RunState
 from .bundle import RunInfo, final_bundle
 from .throttle import DEFAULT_INTERVAL, Clock, Throttle
@@ -149,23 +149,24 @@ class Renderer:
         with self._lock:
             if self._finished:
                 return
+            stretch = events.stretch() if isinstance(events, EventSeq) else None
+            if stretch is not None:  # one message's text: one run's, no boundary
+                if self.tree.state_for(stretch).apply_stretch(stretch):  # type: ignore[arg-type]
+                    self._offer(False)
+                return
             changed = boundary = False
             entries = raw_entries(events)
             if not isinstance(entries, list):
                 entries = list(entries)
             start = 0
-            ordered = isinstance(events, EventSeq)
-            if (head := delta_stretch(entries, ordered=ordered)) is not None:  # one message's text
-                changed = self.tree.state_for(event_of(head)).apply_stretch(entries, head) > 0
-                start = len(entries)
             while start < len(entries):  # one stretch of one run's events at a time
                 first = event_of(entries[start])
                 end = start + 1
                 while end < len(entries) and _run_of(entries[end]) == first.run_id:
                     end += 1
-                stretch = entries[start:end]
-                changed |= self.tree.state_for(first).apply_many(stretch) > 0
-                boundary |= any(type(e) is not tuple and is_boundary(e.event) for e in stretch)
+                part = entries[start:end]
+                changed |= self.tree.state_for(first).apply_many(part) > 0
+                boundary |= any(type(e) is not tuple and is_boundary(e.event) for e in part)
                 start = end
             if changed:
                 self._offer(boundary)

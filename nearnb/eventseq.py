@@ -135,7 +135,11 @@ class EventSeq(Sequence[Event]):
 
     def __getitem__(self, index: int | slice) -> Event | list[Event]:
         if isinstance(index, slice):
-            return [event_of(e) for e in self.raw()[index]]
+            start, stop, step = index.indices(len(self))
+            if step != 1:
+                return [event_of(e) for e in self.raw()[index]]
+            first = self._start  # only the entries asked for are made
+            return [event_of(e) for e in self._entries[first + start : first + max(start, stop)]]
         n = len(self)
         if not -n <= index < n:
             raise IndexError("event index out of range")

@@ -122,12 +122,13 @@ def _stretch_rows(stretch: Stretch) -> list[LogRow]:
     rows: list[LogRow] = []
     seq0, message_id, index, run_id, thread_id, texts, ats = stretch
     for start in range(0, len(texts), MAX_DELTAS_PER_ROW):
-        part, times, seq = texts[start : start + MAX_DELTAS_PER_ROW], ats[start:], seq0 + start
+        end, seq = start + MAX_DELTAS_PER_ROW, seq0 + start
+        part, times = texts[start:end], ats[start:end]
         if len(part) == 1:
             data = delta_json(message_id, part[0], index)
             rows.append((run_id, seq, seq, DELTA, data, thread_id, times[0]))
         else:
-            data = compact_json([message_id, index, part, _pack_times(times[: len(part)])])
+            data = compact_json([message_id, index, part, _pack_times(times)])
             rows.append((run_id, seq, seq + len(part) - 1, DELTAS, data, thread_id, times[0]))
     return rows
 

@@ -57,6 +57,8 @@ def test_every_read_of_the_columns_is_the_plain_list(
     assert columns[start:stop] == plain[start:stop]
     window, reference = EventSeq(columns, stop, start), EventSeq(plain, stop, start)
     assert window.raw() == plain[start:stop] and list(window) == list(reference)
+    cut = slice(data.draw(st.integers(-n - 1, n + 1)), data.draw(st.integers(-n - 1, n + 1)))
+    assert window[cut] == reference[cut] and window[::2] == reference[::2]
     assert window.whole() == [e for e in plain[start:stop] if isinstance(e, Event)]
     after = data.draw(st.integers(0, n + 1))
     assert window.after(after).raw() == [e for e in plain[start:stop] if _seq(e) > after]

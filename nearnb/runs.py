@@ -12,8 +12,8 @@ worker thread:
 Producers only emit events. The store learns of the run from the store sink
 (:mod:`nearnb.persist`), which writes each batch of events and the rows they
 imply in one transaction and only then hands them to durable listeners (the
-hub). Views and other subscribers get events through their own queues
-(:mod:`nearnb.sinks`), so none of them can slow or fail the agent.
+hub). Views and other subscribers read the log through their own cursors, on
+their own threads (:mod:`nearnb.sinks`), so none of them can slow or fail the agent.
 
 Why a worker thread: the caller's thread stays free to wait in whatever way
 suits it — the CLI blocks, a notebook cell can keep serving widget comm

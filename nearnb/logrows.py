@@ -80,13 +80,8 @@ def log_rows(events: Iterable[Event]) -> list[LogRow]:
 
     def flush() -> None:
         assert first is not None
-        seq, at, message_id, text, index, run_id, thread_id = first
-        if len(texts) == 1:
-            data = delta_json(message_id, text, index)
-            rows.append((run_id, seq, seq, DELTA, data, thread_id, at))
-        else:
-            data = compact_json([message_id, index, texts, _pack_times(ats)])
-            rows.append((run_id, seq, seq + len(texts) - 1, DELTAS, data, thread_id, at))
+        seq, _, message_id, _, index, run_id, thread_id = first
+        rows.append(_deltas_row(run_id, thread_id, seq, message_id, index, texts, ats))
 
     for entry in entries:
         if type(entry) is not tuple and (packed := entry.text_delta) is not None:
@@ -119,18 +114,30 @@ def log_rows(events: Iterable[Event]) -> list[LogRow]:
 
 def _stretch_rows(stretch: Stretch) -> list[LogRow]:
     """What :func:`log_rows` makes of a :class:`~nearnb.logcolumns.Stretch`."""
+    seq, message_id, index, run_id, thread_id, texts, ats = stretch
     rows: list[LogRow] = []
-    seq0, message_id, index, run_id, thread_id, texts, ats = stretch
     for start in range(0, len(texts), MAX_DELTAS_PER_ROW):
-        end, seq = start + MAX_DELTAS_PER_ROW, seq0 + start
+        end = start + MAX_DELTAS_PER_ROW
         part, times = texts[start:end], ats[start:end]
-        if len(part) == 1:
-            data = delta_json(message_id, part[0], index)
-            rows.append((run_id, seq, seq, DELTA, data, thread_id, times[0]))
-        else:
-            data = compact_json([message_id, index, part, _pack_times(times)])
-            rows.append((run_id, seq, seq + len(part) - 1, DELTAS, data, thread_id, times[0]))
+        rows.append(_deltas_row(run_id, thread_id, seq + start, message_id, index, part, times))
     return rows
+
+
+def _deltas_row(
+    run_id: str,
+    thread_id: str,
+    seq: int,
+    message_id: str,
+    index: int,
+    texts: list[str],
+    ats: list[float] | array[float],
+) -> LogRow:
+    """The row of consecutive deltas of one message numbered from ``seq``: a plain
+    delta row for one, a :data:`DELTAS` row for more."""
+    if len(texts) == 1:
+        return (run_id, seq, seq, DELTA, delta_json(message_id, texts[0], index), thread_id, ats[0])
+    data = compact_json([message_id, index, texts, _pack_times(ats)])
+    return (run_id, seq, seq + len(texts) - 1, DELTAS, data, thread_id, ats[0])
 
 
 def _deltas(row: ReadRow) -> tuple[str, int, list[str], list[float]]:

@@ -90,7 +90,7 @@ class Packer:
         if texts or self._plain is None:
             self.add(texts)
         body = ",".join(self._parts)
-        if self._plain or self._shape is None:
+        if self._shape is None:  # no shape repeats: a plain list
             return "[" + body + "]"
         prefix, suffix = self._shape
         return f'{{"prefix":{json.dumps(prefix)},"suffix":{json.dumps(suffix)},"chunks":[{body}]}}'
@@ -116,13 +116,10 @@ class Packer:
         while end > start and not _fits(texts[end - 1], prefix, suffix):
             end -= 1
         middle = _literals(texts[start:end], prefix, suffix)
-        if middle is None:
-            start = end = len(texts)
-        parts = [_part(t, prefix, suffix) for t in texts[:start]]
-        if middle:
-            parts.append(middle)
-        parts += [_part(t, prefix, suffix) for t in texts[end:]]
-        return ",".join(parts)
+        if middle is None:  # a chunk in between does not fit: one by one
+            return ",".join([_part(t, prefix, suffix) for t in texts])
+        # the chunks before and after the stretch do not fit: kept whole
+        return ",".join([*texts[:start], middle, *texts[end:]] if middle else texts)
 
 
 def _part(text: str, prefix: str, suffix: str) -> str:
